@@ -1,0 +1,123 @@
+"""The ``zoo`` command: LightningCLI for ``fit|validate|test|predict`` plus the project's tools.
+
+``zoo fit --config experiments/mask_rcnn/synthetic.yaml --trainer.devices 8`` trains; configs stack
+(``--config a.yaml --config b.yaml``), dotted overrides and ``--print_config`` work as in LightningCLI.
+``zoo synthetic ...``, ``zoo check-dataset ...`` are tools that need no Trainer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from experiments.callbacks import MetricsFileWriter
+from experiments.run_location import RunLocation, resolve_run_location
+from experiments.save_config import SaveAndLogConfig
+from experiments.tools import check_dataset, synthetic
+from experiments.wandb_setup import make_wandb_logger
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {
+    "synthetic": synthetic.main,
+    "check-dataset": check_dataset.main,
+}
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI that places every run in ``runs/<experiment>/<run_id>/`` and wires W&B,
+    checkpointing on the method's main metric and the metrics file there."""
+
+    run_location: RunLocation
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--experiment", type=str | None, default=None,
+                            help="Experiment name: the W&B group and the folder under runs_dir.")
+        parser.add_argument("--run_id", type=str | None, default=None,
+                            help="Reuse a run (resume with --ckpt_path last). Default: SLURM job id or new.")
+        parser.add_argument("--runs_dir", type=str, default="runs", help="Where runs are written.")
+        parser.add_argument("--wandb", type=bool, default=True,
+                            help="Log to Weights & Biases (offline when no credentials); false: CSV only.")
+        parser.add_argument("--wandb_project", type=str, default="vision-zoo")
+        parser.add_argument("--tags", type=list[str], default=[], help="W&B tags.")
+
+    def _subcommand_config(self):
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        config = self._subcommand_config()
+        experiment = config.experiment or config.model.class_path.rsplit(".", 1)[-1].lower()
+        self.run_location = resolve_run_location(experiment, config.runs_dir, config.run_id)
+        config.experiment, config.run_id = experiment, self.run_location.run_id
+        config.trainer.default_root_dir = str(self.run_location.root)
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        config = self._subcommand_config()
+        location = self.run_location
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") is None:
+            if config.wandb:
+                tags = [*config.tags, self.subcommand] if self.subcommand else list(config.tags)
+                kwargs["logger"] = make_wandb_logger(location, config.wandb_project, tags)
+            else:
+                kwargs["logger"] = CSVLogger(save_dir=str(location.root), name="", version="")
+        user_callbacks = list(trainer_config.get("callbacks") or [])
+        defaults = [LearningRateMonitor(logging_interval="step"), MetricsFileWriter(location.root / "metrics.jsonl")]
+        if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
+            defaults.append(
+                ModelCheckpoint(
+                    dirpath=location.checkpoints,
+                    filename="best-{step}",
+                    monitor=self.model.main_metric,
+                    mode=self.model.main_metric_mode,
+                    save_last=True,
+                    auto_insert_metric_name=False,
+                )
+            )
+        kwargs["callbacks"] = [*user_callbacks, *defaults]
+        return super().instantiate_trainer(**kwargs)
+
+    def _report_location(self) -> None:
+        location = self.run_location
+        rank_zero_info(f"Run directory: {location.root}")
+        rank_zero_info(f"  checkpoints: {location.checkpoints}")
+        if self._subcommand_config().wandb:
+            rank_zero_info(f"  W&B files:   {location.root / 'wandb'}  (run id {location.wandb_id})")
+        rank_zero_info(f"  metrics:     {location.root / 'metrics.jsonl'}")
+
+    def after_fit(self) -> None:
+        self._report_location()
+
+    def after_validate(self) -> None:
+        self._report_location()
+
+    def after_test(self) -> None:
+        self._report_location()
+
+
+def run_cli(args: list[str] | None = None) -> ZooCLI:
+    return ZooCLI(
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=SaveAndLogConfig,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:
+        return TOOLS[argv[0]](argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"zoo tools (no Trainer): {', '.join(TOOLS)}  -- `zoo <tool> --help` for their options.\n")
+    run_cli(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,20 @@
+"""Save the resolved config beside the run's checkpoints and log it, with the git commit and the
+parameter count, to every logger (W&B shows them in the run's config panel)."""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
+
+from experiments.run_metadata import git_commit, parameter_counts
+
+
+class SaveAndLogConfig(SaveConfigCallback):
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        run_info = {"git_commit": git_commit(), **parameter_counts(pl_module)}
+        config = self.config.clone()
+        for key in ("config", "print_config"):
+            if key in config:
+                del config[key]
+        for logger in trainer.loggers:
+            logger.log_hyperparams({**config.as_dict(), "run": run_info})

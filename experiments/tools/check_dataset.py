@@ -1,0 +1,137 @@
+"""``zoo check-dataset``: check a COCO instances dataset before training on it.
+
+Loads every annotation (the same checks as ``CocoInstancesDataset``, plus rasterizing every mask's
+RLE to find masks with no pixel) and every image header (file present, readable, size as in the
+JSON), then prints counts per problem type with examples. Exit status 1 if there are hard errors
+(the dataset would raise ``DatasetFormatError``), else 0; counted skips alone do not fail the check.
+"""
+
+import argparse
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from tqdm import tqdm
+
+from datamodules.coco_instances import (
+    FormatProblem,
+    InstanceIndex,
+    category_labels,
+    index_coco,
+    index_instances,
+    instance_rle,
+    read_coco_json,
+    structure_problems,
+)
+from datamodules.errors import DatasetFormatError
+
+EXAMPLES_PER_KIND = 5
+
+
+def image_problems(coco: COCO, image_dir: Path) -> list[FormatProblem]:
+    """Missing, unreadable (header) or wrongly sized image files."""
+    problems = []
+    for image_id, info in tqdm(sorted(coco.imgs.items()), desc="image headers", unit="img", disable=None):
+        path = image_dir / info["file_name"]
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except FileNotFoundError:
+            problems.append(FormatProblem("missing_image", f"{path}: image file for image id {image_id} not found"))
+            continue
+        except (OSError, SyntaxError, ValueError) as e:
+            problems.append(FormatProblem("unreadable_image", f"{path}: cannot read image id {image_id} ({e})"))
+            continue
+        if (height, width) != (info["height"], info["width"]):
+            problems.append(
+                FormatProblem(
+                    "image_size_mismatch",
+                    f"{path}: image id {image_id} is {width}x{height} pixels, "
+                    f"the annotations say {info['width']}x{info['height']}",
+                )
+            )
+    return problems
+
+
+def drop_empty_masks(coco: COCO, index: InstanceIndex, annotation_file: Path) -> None:
+    """Rasterize every target instance's RLE; count masks with no pixel as skips, undecodable ones as errors."""
+    for image_id, instances in tqdm(list(index.instances.items()), desc="masks", unit="img", disable=None):
+        kept = []
+        for instance in instances:
+            try:
+                area = int(mask_utils.area(instance_rle(coco, image_id, instance, annotation_file)))
+            except DatasetFormatError as e:
+                index.errors.append(FormatProblem("bad_segmentation", str(e)))
+                continue
+            if area == 0:
+                index.skip("empty_mask", instance.annotation_id)
+            else:
+                kept.append(instance)
+        index.instances[image_id] = kept
+
+
+def format_problems(problems: list[FormatProblem]) -> list[str]:
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for problem in problems:
+        by_kind[problem.kind].append(problem.message)
+    lines = [f"hard errors: {len(problems)}"]
+    for kind, messages in sorted(by_kind.items()):
+        lines.append(f"  {kind}: {len(messages)}")
+        lines.extend(f"    {message}" for message in messages[:EXAMPLES_PER_KIND])
+        if len(messages) > EXAMPLES_PER_KIND:
+            lines.append(f"    ... and {len(messages) - EXAMPLES_PER_KIND} more")
+    return lines
+
+
+def format_skips(skipped: Counter[str], skipped_ids: dict[str, list[int]]) -> list[str]:
+    lines = [f"skipped from the targets (kept in the JSON for COCO evaluation): {sum(skipped.values())}"]
+    for reason, count in sorted(skipped.items()):
+        ids = ", ".join(str(i) for i in skipped_ids[reason][:EXAMPLES_PER_KIND])
+        more = ", ..." if count > EXAMPLES_PER_KIND else ""
+        lines.append(f"  {reason}: {count} (annotation ids {ids}{more})")
+    return lines
+
+
+def check(image_dir: Path, annotation_file: Path) -> tuple[list[str], bool]:
+    """The report's lines and whether the dataset is free of hard errors."""
+    lines = [f"annotations: {annotation_file}", f"images: {image_dir}"]
+    try:
+        data = read_coco_json(annotation_file)
+    except DatasetFormatError as e:
+        return [*lines, *format_problems([FormatProblem("bad_file", str(e))])], False
+    problems = structure_problems(data, annotation_file)
+    lines.append(
+        f"{len(data['images'])} images, {len(data['categories'])} categories, {len(data['annotations'])} annotations"
+    )
+    if problems:
+        return [*lines, *format_problems(problems), "(fix these first: the per-annotation checks need valid ids)"], False
+    coco = index_coco(data)
+    index = index_instances(coco, annotation_file, category_labels(coco, annotation_file))
+    drop_empty_masks(coco, index, annotation_file)
+    problems = index.errors + image_problems(coco, image_dir)
+    num_targets = sum(len(instances) for instances in index.instances.values())
+    without = sum(1 for image_id in coco.imgs if not index.instances.get(image_id))
+    lines.append(f"target instances: {num_targets}; images without any: {without}")
+    lines.extend(format_skips(index.skipped, index.skipped_ids))
+    lines.extend(format_problems(problems))
+    return lines, not problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="zoo check-dataset",
+        description="Check a COCO instances dataset: every annotation and every image header. "
+        "Exit status 1 if there are hard errors.",
+    )
+    parser.add_argument("--images", type=Path, required=True, help="Folder the JSON's file_name entries are relative to.")
+    parser.add_argument("--annotations", type=Path, required=True, help="COCO instances JSON file.")
+    args = parser.parse_args(argv)
+    lines, ok = check(args.images, args.annotations)
+    print("\n".join([*lines, "OK" if ok else "FAILED: hard errors above"]))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
