@@ -1,0 +1,189 @@
+"""COCO box and mask AP with pycocotools, as a torchmetrics Metric that syncs across DDP ranks.
+
+Follows the COCO detection evaluation protocol (https://cocodataset.org/#detection-eval): COCOeval on the
+real annotation file, restricted to the images that were evaluated. Detections are stored as tensors (one
+numeric row per detection, mask RLE strings as uint8 bytes) so that torchmetrics can gather them.
+Call `update` per batch and `compute` once per epoch (not `forward`, which would run COCOeval per batch).
+"""
+
+import contextlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+IOU_TYPES = ("bbox", "segm")
+# The first six numbers of COCOeval.stats, in COCOeval.summarize() order.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# Columns of the per-detection rows: image id, category id, box XYWH, score.
+DETECTION_COLUMNS = 7
+
+
+class COCOEvaluation(Metric):
+    """COCO AP, AP50, AP75, APs, APm, APl for each of `iou_types` ("bbox", "segm").
+
+    `update(preds, targets)` takes the detector's eval output (per image: `boxes` XYXY, contiguous `labels`,
+    `scores`, and for "segm" `masks` (N,1,H,W) probabilities in the original image size) and targets with
+    `image_id`. Images seen twice (DistributedSampler padding) count once. `compute()` returns
+    `{"bbox/AP": ..., "segm/APl": ...}` as float64 tensors, -1 where COCOeval has no ground truth for a
+    value; the full 12 COCOeval stats per IoU type are kept in `last_stats`.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        label_to_category_id: dict[int, int] | None = None,
+        iou_types: Sequence[str] = IOU_TYPES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        unknown = set(iou_types) - set(IOU_TYPES)
+        if unknown or not iou_types:
+            raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
+        self.iou_types = tuple(iou_types)
+        self.label_to_category_id = label_to_category_id
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco_gt = COCO(str(annotation_file))
+        self.last_stats: dict[str, np.ndarray] = {}
+        # (M, 2) int64 per evaluated image: image id, number of its detections (in the order of `detections`).
+        self.add_state("images", default=[], dist_reduce_fx="cat")
+        self.add_state("detections", default=[], dist_reduce_fx="cat")  # (N, DETECTION_COLUMNS) float64
+        if "segm" in self.iou_types:
+            self.add_state("rle_lengths", default=[], dist_reduce_fx="cat")  # (N,) int64
+            self.add_state("rle_bytes", default=[], dist_reduce_fx="cat")  # (sum of lengths,) uint8
+
+    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
+        """Store one batch of detections; `targets` only supply `image_id`."""
+        images: list[list[int]] = []
+        detections = [torch.zeros(0, DETECTION_COLUMNS, dtype=torch.float64)]
+        rle_lengths: list[int] = []
+        rle_bytes = [torch.zeros(0, dtype=torch.uint8)]
+        for pred, target in zip(preds, targets, strict=True):
+            image_id = int(target["image_id"])
+            if image_id not in self.coco_gt.imgs:
+                raise ValueError(f"image_id {image_id} is not in the annotation file")
+            scores = pred["scores"].detach().to("cpu", torch.float64)
+            boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
+            boxes[:, 2:] -= boxes[:, :2]
+            category_ids = torch.tensor(
+                [self._category_id(label) for label in pred["labels"].tolist()], dtype=torch.float64
+            )
+            image_column = torch.full_like(scores, float(image_id))
+            rows = torch.cat([image_column[:, None], category_ids[:, None], boxes, scores[:, None]], dim=1)
+            images.append([image_id, len(rows)])
+            detections.append(rows)
+            if "segm" in self.iou_types:
+                rles = self._encode_masks(pred["masks"], image_id)
+                if len(rles) != len(rows):
+                    raise ValueError(f"image_id {image_id}: {len(rles)} masks for {len(rows)} boxes")
+                for rle in rles:
+                    rle_bytes.append(torch.from_numpy(np.frombuffer(rle["counts"], dtype=np.uint8).copy()))
+                    rle_lengths.append(len(rle["counts"]))
+        self.images.append(torch.tensor(images, dtype=torch.int64, device=self.device).reshape(-1, 2))
+        self.detections.append(torch.cat(detections).to(self.device))
+        if "segm" in self.iou_types:
+            self.rle_lengths.append(torch.tensor(rle_lengths, dtype=torch.int64, device=self.device))
+            self.rle_bytes.append(torch.cat(rle_bytes).to(self.device))
+
+    def compute(self) -> dict[str, Tensor]:
+        """Run COCOeval per IoU type on the gathered detections of the evaluated images."""
+        images = _cat(self.images, (0, 2), torch.int64).cpu().numpy()
+        detections = _cat(self.detections, (0, DETECTION_COLUMNS), torch.float64).cpu().numpy()
+        # Keep the first occurrence of each image, so that padded duplicates do not count twice.
+        ends = np.cumsum(images[:, 1])
+        keep = np.zeros(len(detections), dtype=bool)
+        first_seen: set[int] = set()
+        for (image_id, count), end in zip(images.tolist(), ends.tolist(), strict=True):
+            if image_id not in first_seen:
+                first_seen.add(image_id)
+                keep[end - count : end] = True
+        image_ids = sorted(first_seen)
+        results = {}
+        if "bbox" in self.iou_types:
+            results["bbox"] = self._box_results(detections[keep])
+        if "segm" in self.iou_types:
+            lengths = _cat(self.rle_lengths, (0,), torch.int64).cpu().numpy()
+            data = _cat(self.rle_bytes, (0,), torch.uint8).cpu().numpy().tobytes()
+            starts = np.cumsum(lengths) - lengths
+            counts = [data[s : s + n] for s, n, k in zip(starts, lengths, keep, strict=True) if k]
+            results["segm"] = self._mask_results(detections[keep], counts)
+
+        output = {}
+        for iou_type in self.iou_types:
+            stats = self._evaluate(results[iou_type], iou_type, image_ids)
+            self.last_stats[iou_type] = stats
+            for name, value in zip(STAT_NAMES, stats, strict=False):
+                output[f"{iou_type}/{name}"] = torch.tensor(
+                    float(value), dtype=torch.float64, device=self.device
+                )
+        return output
+
+    def _category_id(self, label: int) -> int:
+        if self.label_to_category_id is None:
+            return label
+        if label not in self.label_to_category_id:
+            raise ValueError(f"predicted label {label} has no entry in label_to_category_id")
+        return self.label_to_category_id[label]
+
+    def _encode_masks(self, masks: Tensor, image_id: int) -> list[dict[str, Any]]:
+        """Threshold at 0.5 and RLE-encode, as torchvision's references/detection/coco_eval.py does."""
+        image = self.coco_gt.imgs[image_id]
+        binary = (masks.detach() > 0.5).reshape(-1, *masks.shape[-2:]).to("cpu", torch.uint8).numpy()
+        if binary.shape[1:] != (image["height"], image["width"]):
+            raise ValueError(
+                f"masks for image_id {image_id} are {binary.shape[1]}x{binary.shape[2]}, but the image is "
+                f"{image['height']}x{image['width']} in the annotation file: paste masks in the original size"
+            )
+        return mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+
+    def _box_results(self, detections: np.ndarray) -> list[dict[str, Any]]:
+        return [
+            {"image_id": int(row[0]), "category_id": int(row[1]), "bbox": row[2:6].tolist(), "score": row[6]}
+            for row in detections
+        ]
+
+    def _mask_results(self, detections: np.ndarray, counts: list[bytes]) -> list[dict[str, Any]]:
+        """No "bbox" key: with one, loadRes would use the box area for the segm area ranges."""
+        results = []
+        for row, rle_counts in zip(detections, counts, strict=True):
+            image = self.coco_gt.imgs[int(row[0])]
+            rle = {"size": [image["height"], image["width"]], "counts": rle_counts}
+            results.append(
+                {"image_id": int(row[0]), "category_id": int(row[1]), "segmentation": rle, "score": row[6]}
+            )
+        return results
+
+    def _evaluate(self, results: list[dict[str, Any]], iou_type: str, image_ids: list[int]) -> np.ndarray:
+        with contextlib.redirect_stdout(io.StringIO()):
+            if results:
+                coco_dt = self.coco_gt.loadRes(results)
+            else:  # loadRes rejects an empty list; no detections gives AP 0 (-1 where there is no GT).
+                coco_dt = COCO()
+                coco_dt.dataset = {**self.coco_gt.dataset, "annotations": []}
+                coco_dt.createIndex()
+            coco_eval = COCOeval(self.coco_gt, coco_dt, iou_type)
+            coco_eval.params.imgIds = image_ids
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        return coco_eval.stats.copy()
+
+
+def _cat(state: list[Tensor] | Tensor, empty_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A list state concatenated (it is already one tensor after a DDP sync); empty if nothing was stored."""
+    if isinstance(state, list) and not state:
+        return torch.zeros(empty_shape, dtype=dtype)
+    return dim_zero_cat(state).to(dtype)
