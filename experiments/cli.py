@@ -110,12 +110,12 @@ def run_cli(args: list[str] | None = None) -> ZooCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in TOOLS:
-        return TOOLS[argv[0]](argv[1:])
-    if not argv or argv[0] in ("-h", "--help"):
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments and arguments[0] in TOOLS:
+        return TOOLS[arguments[0]](arguments[1:])
+    if not arguments or arguments[0] in ("-h", "--help"):
         print(f"zoo tools (no Trainer): {', '.join(TOOLS)}  -- `zoo <tool> --help` for their options.\n")
-    run_cli(argv)
+    run_cli(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 
 

@@ -21,7 +21,6 @@ from datamodules.coco_instances import (
     category_labels,
     index_coco,
     index_instances,
-    instance_rle,
     read_coco_json,
     structure_problems,
 )
@@ -55,17 +54,13 @@ def image_problems(coco: COCO, image_dir: Path) -> list[FormatProblem]:
     return problems
 
 
-def drop_empty_masks(coco: COCO, index: InstanceIndex, annotation_file: Path) -> None:
-    """Rasterize every target instance's RLE; count masks with no pixel as skips, undecodable ones as errors."""
+def drop_empty_masks(coco: COCO, index: InstanceIndex) -> None:
+    """Rasterize every target instance's RLE (``COCO.annToRLE``); count masks without a pixel as skips."""
     for image_id, instances in tqdm(list(index.instances.items()), desc="masks", unit="img", disable=None):
         kept = []
         for instance in instances:
-            try:
-                area = int(mask_utils.area(instance_rle(coco, image_id, instance, annotation_file)))
-            except DatasetFormatError as e:
-                index.errors.append(FormatProblem("bad_segmentation", str(e)))
-                continue
-            if area == 0:
+            rle = coco.annToRLE({"image_id": image_id, "segmentation": instance.segmentation})
+            if mask_utils.area(rle) == 0:
                 index.skip("empty_mask", instance.annotation_id)
             else:
                 kept.append(instance)
@@ -109,7 +104,7 @@ def check(image_dir: Path, annotation_file: Path) -> tuple[list[str], bool]:
         return [*lines, *format_problems(problems), "(fix these first: the per-annotation checks need valid ids)"], False
     coco = index_coco(data)
     index = index_instances(coco, annotation_file, category_labels(coco, annotation_file))
-    drop_empty_masks(coco, index, annotation_file)
+    drop_empty_masks(coco, index)
     problems = index.errors + image_problems(coco, image_dir)
     num_targets = sum(len(instances) for instances in index.instances.values())
     without = sum(1 for image_id in coco.imgs if not index.instances.get(image_id))

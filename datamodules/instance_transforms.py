@@ -1,0 +1,80 @@
+"""Albumentations pipelines for instance data that keep image, masks, boxes and labels in sync.
+
+Sync works the way albumentations intends it: masks go in as a list, boxes as ``pascal_voc`` (XYXY
+pixels) with an ``instance_index`` label field, and after the pipeline each surviving box's index
+picks its mask and label. Only the training pipeline exists: validation, test and prediction use no
+transform at all, so predictions stay in the original image coordinates that COCO evaluation needs.
+There is no resize here on purpose: Mask R-CNN resizes inside the model (He et al. 2017, "Mask R-CNN",
+Sec. 3.1: shorter side 800 px; torchvision's ``GeneralizedRCNNTransform`` takes a tuple ``min_size``
+for multi-scale training), so the pipeline's only geometric change is a horizontal flip.
+"""
+
+from typing import NamedTuple
+
+import albumentations as A
+import numpy as np
+import torch.utils.data
+
+
+class InstanceSample(NamedTuple):
+    """One image with its instances, as numpy arrays in the albumentations layout."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    boxes: np.ndarray  # (N, 4) float32 XYXY absolute pixels
+    labels: np.ndarray  # (N,) int64
+    masks: list[np.ndarray]  # N masks, each (H, W) uint8 in {0, 1}
+
+
+def instance_bbox_params() -> A.BboxParams:
+    """Box settings every instance pipeline needs: XYXY pixels, clipped, carrying the instance index."""
+    return A.BboxParams(format="pascal_voc", label_fields=["instance_index"], clip=True, filter_invalid_bboxes=True)
+
+
+def train_transforms(flip_prob: float = 0.5, color_jitter: float = 0.2) -> A.Compose:
+    """Horizontal flip with probability ``flip_prob`` (Mask R-CNN's only training augmentation, Sec. 3.1)
+    and, when ``color_jitter > 0``, mild brightness/contrast/saturation jitter of that strength, applied
+    to half of the images."""
+    steps: list[A.BasicTransform] = [A.HorizontalFlip(p=flip_prob)]
+    if color_jitter > 0:
+        steps.append(A.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter, hue=0.0, p=0.5))
+    return A.Compose(steps, bbox_params=instance_bbox_params())
+
+
+def apply_instance_transforms(transforms: A.Compose, sample: InstanceSample) -> tuple[InstanceSample, np.ndarray]:
+    """Run ``transforms`` (built with :func:`instance_bbox_params`) on one sample, keeping instances in sync.
+
+    Boxes are the pipeline's transformed boxes (exact for flips and scalings). An instance is dropped
+    when albumentations drops its box or when its mask has become empty. Returns the new sample and
+    the indices (into the input instances) of the instances it keeps, so callers can count the drops.
+    """
+    out = transforms(
+        image=sample.image,
+        masks=list(sample.masks),
+        bboxes=sample.boxes.reshape(-1, 4),
+        instance_index=np.arange(len(sample.boxes)),
+    )
+    index = np.asarray(out["instance_index"], dtype=np.int64).reshape(-1)
+    boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+    masks = [out["masks"][i] for i in index]
+    nonempty = np.array([mask.any() for mask in masks], dtype=bool)
+    kept = index[nonempty]
+    result = InstanceSample(
+        image=out["image"],
+        boxes=boxes[nonempty],
+        labels=sample.labels[kept],
+        masks=[mask for mask, keep in zip(masks, nonempty, strict=True) if keep],
+    )
+    return result, kept
+
+
+def reseed_worker_transforms(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: give the dataset's albumentations pipeline this worker's seed.
+
+    An albumentations ``Compose`` owns its random state, so forked workers would otherwise all replay
+    the parent's copy (the same augmentations in every worker and, without persistent workers, every
+    epoch). PyTorch gives each worker a distinct seed per epoch; this hands it on.
+    """
+    info = torch.utils.data.get_worker_info()
+    transforms = getattr(info.dataset, "transforms", None) if info is not None else None
+    if isinstance(transforms, A.Compose):
+        transforms.set_random_seed(info.seed % 2**32)

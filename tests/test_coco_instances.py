@@ -1,0 +1,537 @@
+"""COCO instances reader: real sample, synthetic world, every bad-input case, and the DataModule."""
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from jsonargparse import ArgumentParser
+from PIL import Image
+from pycocotools import mask as mask_utils
+from torchvision.ops import masks_to_boxes
+
+from datamodules.coco_instances import CocoInstancesDataModule, CocoInstancesDataset, compressed_rle_counts
+from datamodules.errors import DatasetFormatError
+from datamodules.instance_transforms import instance_bbox_params, train_transforms
+from datamodules.synthetic import write_coco_instances
+
+HEIGHT, WIDTH = 32, 48
+# pycocotools 2.0.x under numpy 2 warns inside its own decode; nothing this project can change
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+def rect_polygon(x1: float, y1: float, x2: float, y2: float) -> list[float]:
+    return [x1, y1, x2, y1, x2, y2, x1, y2]
+
+
+def annotation(ann_id: int, bbox: list[float], segmentation: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": ann_id,
+        "image_id": 1,
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": bbox,
+        "area": bbox[2] * bbox[3],
+        "segmentation": segmentation,
+        **extra,
+    }
+
+
+def write_coco(
+    tmp_path: Path, annotations: list[dict], edit: Callable[[dict], None] | None = None
+) -> tuple[Path, Path]:
+    """One real 48x32 PNG (image id 1, 'a.png') and a JSON with these annotations; ``edit`` may change the JSON."""
+    image_dir = tmp_path / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image_dir / "a.png")
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "height": HEIGHT, "width": WIDTH}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    data = json.loads(json.dumps(data))  # edits must not reach the shared annotation dicts
+    if edit is not None:
+        edit(data)
+    annotation_file = tmp_path / "instances.json"
+    annotation_file.write_text(json.dumps(data))
+    return image_dir, annotation_file
+
+
+def rect_mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    mask[y1:y2, x1:x2] = 1
+    return mask
+
+
+GOOD = annotation(1, [10, 5, 10, 10], [rect_polygon(10, 5, 20, 15)])
+
+
+# --- real and synthetic data -------------------------------------------------------------------
+
+
+def test_real_coco_sample(shared_data: Path) -> None:
+    root = shared_data / "coco_sample"
+    dataset = CocoInstancesDataset(root, root / "test_coco.json")
+    raw = json.loads((root / "test_coco.json").read_text())
+    assert len(dataset) == 4
+    assert dataset.class_names == ["person"]
+    assert dataset.label_to_category_id == {1: 1}
+    assert sum(dataset.skipped.values()) == 0
+    total = 0
+    for item in range(len(dataset)):
+        image, target = dataset[item]
+        image_id = int(target["image_id"])
+        info = next(i for i in raw["images"] if i["id"] == image_id)
+        anns = [a for a in raw["annotations"] if a["image_id"] == image_id]
+        assert image.shape == (3, info["height"], info["width"]) and image.dtype == torch.float32
+        assert image.min() >= 0.0 and image.max() <= 1.0 and image.max() > 0.5
+        n = len(target["labels"])
+        total += n
+        assert n == len(anns)
+        assert (
+            target["masks"].shape == (n, info["height"], info["width"])
+            and target["masks"].dtype == torch.uint8
+        )
+        assert set(target["masks"].unique().tolist()) <= {0, 1}
+        assert torch.equal(target["labels"], torch.ones(n, dtype=torch.int64))
+        # boxes are the JSON boxes (XYWH -> XYXY) in JSON order; masks rasterize the polygons inside them
+        expected = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+        torch.testing.assert_close(target["boxes"], expected)
+        assert (masks_to_boxes(target["masks"]) - target["boxes"]).abs().max() < 2.0
+        # the pixel areas match COCO's own polygon areas to a few percent
+        areas = target["masks"].flatten(1).sum(1).double()
+        torch.testing.assert_close(areas, torch.tensor([a["area"] for a in anns]).double(), rtol=0.06, atol=0)
+    assert total == 14
+
+
+def test_synthetic_world_round_trip(tmp_path: Path) -> None:
+    # 12 images of 64 px include a crowd region and non-crowd RLE masks beside the polygons
+    annotation_file = write_coco_instances(tmp_path, "train", num_images=12, image_size=64, seed=0)
+    raw = json.loads(annotation_file.read_text())
+    crowd = [a for a in raw["annotations"] if a["iscrowd"]]
+    assert crowd and any(isinstance(a["segmentation"], dict) for a in raw["annotations"] if not a["iscrowd"])
+    dataset = CocoInstancesDataset(
+        tmp_path / "images" / "train", annotation_file, transforms=train_transforms(0.5)
+    )
+    categories = sorted(raw["categories"], key=lambda c: c["id"])
+    assert dataset.class_names == [c["name"] for c in categories]
+    assert dataset.skipped == {"crowd": len(crowd)}
+    assert len(dataset) == 12
+    for item in range(len(dataset)):
+        _, target = dataset[item]
+        anns = [
+            a for a in raw["annotations"] if a["image_id"] == int(target["image_id"]) and not a["iscrowd"]
+        ]
+        assert target["masks"].shape == (len(anns), 64, 64)
+        assert sorted(target["labels"].tolist()) == sorted(
+            dataset.category_id_to_label[a["category_id"]] for a in anns
+        )
+        # the world's boxes and areas are those of its masks, flipped or not
+        assert sorted(target["masks"].flatten(1).sum(1).tolist()) == sorted(a["area"] for a in anns)
+        if anns:
+            mask_boxes = masks_to_boxes(target["masks"]) + torch.tensor([0.0, 0, 1, 1])
+            torch.testing.assert_close(mask_boxes, target["boxes"], atol=1e-3, rtol=0)
+
+
+# --- segmentation formats, empty images, labels ------------------------------------------------
+
+
+def test_polygon_uncompressed_and_compressed_rle_decode_alike(tmp_path: Path) -> None:
+    expected = rect_mask(10, 5, 20, 15)
+    flat = expected.flatten(order="F")  # COCO RLE runs are column-major, starting with zeros
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
+    compressed = mask_utils.encode(np.asfortranarray(expected))
+    compressed["counts"] = compressed["counts"].decode()
+    image_dir, annotation_file = write_coco(
+        tmp_path,
+        [
+            GOOD,
+            annotation(2, [10, 5, 10, 10], {"size": [HEIGHT, WIDTH], "counts": counts}),
+            annotation(3, [10, 5, 10, 10], compressed),
+        ],
+    )
+    _, target = CocoInstancesDataset(image_dir, annotation_file)[0]
+    assert target["masks"].shape == (3, HEIGHT, WIDTH)
+    for mask in target["masks"]:
+        np.testing.assert_array_equal(mask.numpy(), expected)
+    torch.testing.assert_close(target["boxes"], torch.tensor([[10.0, 5, 20, 15]] * 3))
+
+
+def test_compressed_rle_parser_matches_pycocotools() -> None:
+    rng = np.random.default_rng(0)
+    for density in (0.0, 0.02, 0.5, 1.0):
+        mask = (rng.random((HEIGHT, WIDTH)) < density).astype(np.uint8)
+        counts = mask_utils.encode(np.asfortranarray(mask))["counts"].decode()
+        runs = compressed_rle_counts(counts)
+        assert runs is not None and sum(runs) == HEIGHT * WIDTH
+        values = np.arange(len(runs)) % 2  # runs alternate 0, 1, 0, ... in column-major order
+        np.testing.assert_array_equal(np.repeat(values, runs).reshape(WIDTH, HEIGHT).T, mask)
+    assert compressed_rle_counts("0") == [0]  # parses; that its sum is not H*W is checked by the reader
+    for malformed in ("zzzz", "\x7f", "P"):  # characters out of range, a continuation bit at the end
+        assert compressed_rle_counts(malformed) is None
+
+
+def test_image_without_annotations_has_empty_targets(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [])
+    dataset = CocoInstancesDataset(image_dir, annotation_file, transforms=train_transforms(flip_prob=1.0))
+    image, target = dataset[0]
+    assert image.shape == (3, HEIGHT, WIDTH)
+    assert target["boxes"].shape == (0, 4) and target["boxes"].dtype == torch.float32
+    assert target["labels"].shape == (0,) and target["labels"].dtype == torch.int64
+    assert target["masks"].shape == (0, HEIGHT, WIDTH) and target["masks"].dtype == torch.uint8
+    assert int(target["image_id"]) == 1
+
+
+def test_boxes_are_clipped_to_the_image(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(
+        tmp_path, [annotation(1, [40, -3, 20, 10], [rect_polygon(40, 0, 48, 7)])]
+    )
+    _, target = CocoInstancesDataset(image_dir, annotation_file)[0]
+    torch.testing.assert_close(target["boxes"], torch.tensor([[40.0, 0, 48, 7]]))
+
+
+def test_training_flip_keeps_dataset_targets_in_sync(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
+    plain = CocoInstancesDataset(image_dir, annotation_file)[0]
+    flipped = CocoInstancesDataset(image_dir, annotation_file, transforms=train_transforms(1.0, 0.0))[0]
+    torch.testing.assert_close(flipped[0], plain[0].flip(-1))
+    torch.testing.assert_close(flipped[1]["masks"], plain[1]["masks"].flip(-1))
+    torch.testing.assert_close(
+        flipped[1]["boxes"], torch.tensor([[WIDTH - 20.0, 5, WIDTH - 10, 15]]), atol=1e-3, rtol=0
+    )
+    assert torch.equal(flipped[1]["labels"], plain[1]["labels"])
+
+
+def test_instances_emptied_by_augmentation_are_dropped_and_counted(tmp_path: Path) -> None:
+    right = annotation(2, [30, 5, 10, 10], [rect_polygon(30, 5, 40, 15)])
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD, right])
+    left_half = A.Compose(
+        [A.Crop(x_min=0, y_min=0, x_max=24, y_max=HEIGHT)], bbox_params=instance_bbox_params()
+    )
+    dataset = CocoInstancesDataset(image_dir, annotation_file, transforms=left_half)
+    image, target = dataset[0]
+    assert image.shape == (3, HEIGHT, 24) and target["masks"].shape == (1, HEIGHT, 24)
+    assert target["boxes"].tolist() == [[10, 5, 20, 15]]
+    assert dataset.skipped == {"empty_after_transform": 1}
+
+
+def edit_categories(categories: list[dict]) -> Callable[[dict], None]:
+    def edit(data: dict) -> None:
+        data["categories"] = categories
+
+    return edit
+
+
+def test_contiguous_labels_follow_category_id_order(tmp_path: Path) -> None:
+    anns = [
+        annotation(1, [10, 5, 10, 10], [rect_polygon(10, 5, 20, 15)], category_id=90),
+        annotation(2, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)], category_id=3),
+    ]
+    cats = [{"id": 90, "name": "toothbrush"}, {"id": 3, "name": "car"}, {"id": 7, "name": "train"}]
+    image_dir, annotation_file = write_coco(tmp_path, anns, edit_categories(cats))
+    dataset = CocoInstancesDataset(image_dir, annotation_file)
+    assert dataset.class_names == ["car", "train", "toothbrush"]
+    assert dataset.label_to_category_id == {1: 3, 2: 7, 3: 90}
+    assert dataset.num_classes == 3
+    assert dataset[0][1]["labels"].tolist() == [3, 1]
+
+
+def test_category_ids_as_labels_like_torchvision(tmp_path: Path) -> None:
+    anns = [annotation(1, [10, 5, 10, 10], [rect_polygon(10, 5, 20, 15)], category_id=90)]
+    cats = [{"id": 90, "name": "toothbrush"}, {"id": 3, "name": "car"}]
+    image_dir, annotation_file = write_coco(tmp_path, anns, edit_categories(cats))
+    dataset = CocoInstancesDataset(image_dir, annotation_file, contiguous_labels=False)
+    assert dataset.num_classes == 90  # a 91-way classifier with background, as torchvision's COCO models
+    assert dataset.class_names[2] == "car" and dataset.class_names[89] == "toothbrush"
+    assert dataset.class_names[0] == "N/A"
+    assert dataset.label_to_category_id == {3: 3, 90: 90}
+    assert dataset[0][1]["labels"].tolist() == [90]
+
+
+def test_category_id_zero_cannot_be_a_label(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [], edit_categories([{"id": 0, "name": "zero"}]))
+    assert CocoInstancesDataset(image_dir, annotation_file).label_to_category_id == {1: 0}
+    with pytest.raises(DatasetFormatError, match="category id 0"):
+        CocoInstancesDataset(image_dir, annotation_file, contiguous_labels=False)
+
+
+# --- counted skips -----------------------------------------------------------------------------
+
+
+def test_crowd_is_left_out_and_counted(tmp_path: Path) -> None:
+    crowd = annotation(2, [0, 0, 30, 30], {"size": [HEIGHT, WIDTH], "counts": [0, HEIGHT * WIDTH]}, iscrowd=1)
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD, crowd])
+    dataset = CocoInstancesDataset(image_dir, annotation_file)
+    assert dataset.skipped == {"crowd": 1}
+    assert len(dataset[0][1]["labels"]) == 1
+
+
+def test_degenerate_box_is_a_logged_counted_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    thin = annotation(7, [10, 5, 0.5, 10], [rect_polygon(10, 5, 10.5, 15)])
+    outside = annotation(8, [60, 5, 10, 10], [rect_polygon(60, 5, 70, 15)])  # nothing left after clipping
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD, thin, outside])
+    with caplog.at_level(logging.WARNING, logger="datamodules.coco_instances"):
+        dataset = CocoInstancesDataset(image_dir, annotation_file)
+    assert dataset.skipped == {"degenerate_box": 2}
+    assert "degenerate_box: 2 (annotation ids 7, 8)" in caplog.text
+    assert len(caplog.records) == 1  # logged once
+    assert dataset[0][1]["boxes"].tolist() == [[10, 5, 20, 15]]
+
+
+def test_polygons_with_fewer_than_three_points_are_logged_counted_skips(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a 4-number polygon would be read as a box by pycocotools; an odd-length one is no polygon either
+    mixed = annotation(
+        1, [10, 5, 10, 10], [rect_polygon(10, 5, 20, 15), [30, 5, 40, 5], [1, 2, 3, 4, 5, 6, 7]]
+    )
+    only_bad = annotation(2, [30, 5, 10, 10], [[30, 5, 40, 15]])
+    image_dir, annotation_file = write_coco(tmp_path, [mixed, only_bad])
+    with caplog.at_level(logging.WARNING, logger="datamodules.coco_instances"):
+        dataset = CocoInstancesDataset(image_dir, annotation_file)
+    assert dataset.skipped == {"invalid_polygon": 3, "empty_mask": 1}
+    assert "invalid_polygon: 3 (annotation ids 1, 1, 2)" in caplog.text
+    assert "empty_mask: 1 (annotation ids 2)" in caplog.text
+    _, target = dataset[0]
+    assert target["masks"].shape == (1, HEIGHT, WIDTH)
+    np.testing.assert_array_equal(target["masks"][0].numpy(), rect_mask(10, 5, 20, 15))
+
+
+def test_all_zero_rle_is_an_empty_mask_skip(tmp_path: Path) -> None:
+    empty = annotation(2, [0, 0, 10, 10], {"size": [HEIGHT, WIDTH], "counts": [HEIGHT * WIDTH]})
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD, empty])
+    assert CocoInstancesDataset(image_dir, annotation_file).skipped == {"empty_mask": 1}
+
+
+def test_mask_without_pixels_is_skipped_when_read_and_counted_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = annotation(5, [10, 5, 20, 5], [[10, 5, 20, 5, 30, 5]])  # three collinear points: no area
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD, line])
+    dataset = CocoInstancesDataset(image_dir, annotation_file)
+    assert dataset.skipped == {}
+    with caplog.at_level(logging.WARNING, logger="datamodules.coco_instances"):
+        for _ in range(2):
+            _, target = dataset[0]
+            assert target["labels"].tolist() == [1] and target["masks"].shape == (1, HEIGHT, WIDTH)
+    assert dataset.skipped == {"empty_mask": 1}
+    assert len(caplog.records) == 1 and "annotation id 5" in caplog.text
+
+
+# --- hard errors -------------------------------------------------------------------------------
+
+
+def test_unknown_category_names_annotation_and_category(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(
+        tmp_path, [annotation(42, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)], category_id=9)]
+    )
+    with pytest.raises(DatasetFormatError, match=r"instances\.json: annotation id 42 has category id 9"):
+        CocoInstancesDataset(image_dir, annotation_file)
+
+
+def test_unknown_image_names_annotation_and_image(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(
+        tmp_path, [annotation(42, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)], image_id=3)]
+    )
+    with pytest.raises(DatasetFormatError, match=r"instances\.json: annotation id 42 refers to image id 3"):
+        CocoInstancesDataset(image_dir, annotation_file)
+
+
+def test_missing_image_file_names_file_and_image_id(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
+    (image_dir / "a.png").unlink()
+    dataset = CocoInstancesDataset(image_dir, annotation_file)  # image files are checked per item
+    with pytest.raises(DatasetFormatError, match=r"a\.png: image file for image id 1 not found"):
+        dataset[0]
+
+
+def test_unreadable_image_names_file_and_image_id(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
+    (image_dir / "a.png").write_bytes(b"not an image")
+    with pytest.raises(DatasetFormatError, match=r"a\.png: cannot read image file for image id 1"):
+        CocoInstancesDataset(image_dir, annotation_file)[0]
+
+
+def test_image_of_another_size_than_the_json_says(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
+    Image.new("RGB", (WIDTH, HEIGHT + 1)).save(image_dir / "a.png")
+    with pytest.raises(
+        DatasetFormatError, match=r"a\.png: image id 1 is 48x33 pixels, the annotations say 48x32"
+    ):
+        CocoInstancesDataset(image_dir, annotation_file)[0]
+
+
+def set_key(path: tuple[str | int, ...], value: Any) -> Callable[[dict], None]:
+    def edit(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+def delete_key(path: tuple[str | int, ...]) -> Callable[[dict], None]:
+    def edit(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (delete_key(("images",)), "needs a list 'images'"),
+        (set_key(("annotations", 1, "id"), 1), "annotation id 1 appears twice"),
+        (delete_key(("annotations", 0, "id")), r"annotation id None \(#0\) needs an integer 'id'"),
+        (delete_key(("images", 0, "file_name")), r"image #0 \(id 1\) needs a string 'file_name'"),
+        (set_key(("annotations", 1, "bbox"), [1, 2, 3]), r"annotation id 2 has 'bbox' \[1, 2, 3\]"),
+        (
+            set_key(("annotations", 1, "segmentation"), {"size": [10, 10], "counts": [100]}),
+            r"annotation id 2 has an RLE of size \[10, 10\] for an image of size \[32, 48\]",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), {"size": [HEIGHT, WIDTH], "counts": [5, 5]}),
+            "annotation id 2 has uncompressed RLE counts that are not",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), "polygon"),
+            "annotation id 2 has a 'segmentation' of type str",
+        ),
+        (
+            delete_key(("annotations", 1, "segmentation")),
+            "annotation id 2 has a 'segmentation' of type NoneType",
+        ),
+        # coordinates that would crash pycocotools or make it allocate gigabytes
+        (
+            set_key(("annotations", 1, "segmentation"), [[None, 1, 6, 1, 6, 6]]),
+            "annotation id 2 has a polygon",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), [[float("nan"), 1, 6, 1, 6, 6]]),
+            "annotation id 2 has a polygon",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), [["a", 1, 6, 1, 6, 6]]),
+            "annotation id 2 has a polygon",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), [[[1, 1], [6, 1], [6, 6]]]),
+            "annotation id 2 has a polygon",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), [[1e9, 1, 6, 1, 6, 6]]),
+            "annotation id 2 has a polygon reaching more than an image size outside the 48x32 image",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), {"size": [HEIGHT, WIDTH], "counts": "zzzz"}),
+            "annotation id 2 has compressed RLE counts that are not",
+        ),
+        (
+            set_key(("annotations", 1, "segmentation"), {"size": [HEIGHT, WIDTH], "counts": "0"}),
+            "annotation id 2 has compressed RLE counts that are not",
+        ),
+    ],
+)
+def test_malformed_json_names_file_and_annotation(
+    tmp_path: Path, edit: Callable[[dict], None], message: str
+) -> None:
+    image_dir, annotation_file = write_coco(
+        tmp_path, [GOOD, annotation(2, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)])], edit
+    )
+    with pytest.raises(DatasetFormatError, match=r"instances\.json: .*" + message):
+        CocoInstancesDataset(image_dir, annotation_file)
+
+
+def test_invalid_json_names_the_file(tmp_path: Path) -> None:
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
+    annotation_file.write_text('{"images": [')
+    with pytest.raises(DatasetFormatError, match=r"instances\.json: not valid JSON"):
+        CocoInstancesDataset(image_dir, annotation_file)
+    with pytest.raises(DatasetFormatError, match=r"nope\.json: annotation file not found"):
+        CocoInstancesDataset(image_dir, tmp_path / "nope.json")
+
+
+def test_several_problems_are_counted_in_the_message(tmp_path: Path) -> None:
+    anns = [annotation(1, [1, 1, 5, 5], [], category_id=9), annotation(2, [1, 1, 5, 5], [], image_id=3)]
+    image_dir, annotation_file = write_coco(tmp_path, anns)
+    with pytest.raises(
+        DatasetFormatError, match=r"annotation id 1 .*and 1 more problems; `zoo check-dataset`"
+    ):
+        CocoInstancesDataset(image_dir, annotation_file)
+
+
+# --- DataModule --------------------------------------------------------------------------------
+
+
+def make_datamodule(tmp_path: Path, **kwargs: Any) -> CocoInstancesDataModule:
+    image_dir, annotation_file = write_coco(
+        tmp_path, [GOOD, annotation(2, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)])]
+    )
+    return CocoInstancesDataModule(image_dir, annotation_file, image_dir, annotation_file, **kwargs)
+
+
+def test_datamodule_loaders_and_attributes(tmp_path: Path) -> None:
+    datamodule = make_datamodule(tmp_path, batch_size=2, num_workers=0, flip_prob=1.0)
+    assert datamodule.num_classes == 1  # categories are readable before setup
+    datamodule.setup("fit")
+    assert datamodule.class_names == ["thing"]
+    assert datamodule.label_to_category_id == {1: 1}
+    assert datamodule.val_annotation_file == tmp_path / "instances.json"
+    train = datamodule.train_dataloader()
+    assert train.drop_last is False and not train.persistent_workers
+    images, targets = next(iter(train))
+    assert isinstance(images, list) and len(images) == 1 and images[0].shape == (3, HEIGHT, WIDTH)
+    assert targets[0]["boxes"].tolist()[0] == [WIDTH - 20, 5, WIDTH - 10, 15]  # flipped for training
+    images, targets = next(iter(datamodule.val_dataloader()))
+    assert targets[0]["boxes"].tolist()[0] == [10, 5, 20, 15]  # never for validation
+    datamodule.setup("test")
+    datamodule.setup("predict")
+    for loader in (datamodule.test_dataloader(), datamodule.predict_dataloader()):
+        assert loader.dataset.annotation_file == datamodule.val_annotation_file
+    with_workers = make_datamodule(tmp_path, num_workers=1)
+    with_workers.setup("fit")
+    assert with_workers.train_dataloader().persistent_workers
+
+
+def test_datamodule_rejects_different_categories(tmp_path: Path) -> None:
+    datamodule = make_datamodule(tmp_path / "a")
+    _, other = write_coco(tmp_path / "b", [], edit_categories([{"id": 1, "name": "other"}]))
+    datamodule.val_annotations = other
+    with pytest.raises(DatasetFormatError, match="have different categories"):
+        datamodule.setup("fit")
+
+
+def test_datamodule_builds_from_config(tmp_path: Path) -> None:
+    """LightningCLI builds the DataModule with jsonargparse from YAML; every argument must be typed."""
+    parser = ArgumentParser()
+    parser.add_class_arguments(CocoInstancesDataModule, "data")
+    config = parser.parse_args(
+        [
+            "--data.train_images",
+            "t",
+            "--data.train_annotations",
+            "t.json",
+            "--data.val_images",
+            "v",
+            "--data.val_annotations",
+            "v.json",
+            "--data.batch_size",
+            "4",
+            "--data.contiguous_labels",
+            "false",
+        ]
+    )
+    datamodule = CocoInstancesDataModule(**config.data)
+    assert datamodule.batch_size == 4 and datamodule.contiguous_labels is False
+    assert datamodule.val_annotation_file == Path("v.json")
