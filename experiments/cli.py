@@ -64,7 +64,8 @@ class ZooCLI(LightningCLI):
                 tags = [*config.tags, self.subcommand] if self.subcommand else list(config.tags)
                 kwargs["logger"] = make_wandb_logger(location, config.wandb_project, tags)
             else:
-                kwargs["logger"] = CSVLogger(save_dir=str(location.root), name="", version="")
+                # one version folder per launch: CSVLogger would delete an existing metrics.csv on resume
+                kwargs["logger"] = CSVLogger(save_dir=str(location.root), name="csv")
         user_callbacks = list(trainer_config.get("callbacks") or [])
         defaults = [LearningRateMonitor(logging_interval="step"), MetricsFileWriter(location.root / "metrics.jsonl")]
         if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
@@ -104,7 +105,7 @@ def run_cli(args: list[str] | None = None) -> ZooCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=SaveAndLogConfig,
-        save_config_kwargs={"overwrite": True},
+        save_config_kwargs={"save_to_log_dir": False},
         args=args,
     )
 

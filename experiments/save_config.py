@@ -1,7 +1,10 @@
-"""Save the resolved config beside the run's checkpoints and log it, with the git commit and the
-parameter count, to every logger (W&B shows them in the run's config panel)."""
+"""Save the resolved config beside the run's checkpoints (``<run>/config.yaml``, whatever the
+logger) and log it, with the git commit and the parameter count, to every logger (W&B shows them
+in the run's config panel)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
@@ -10,7 +13,12 @@ from experiments.run_metadata import git_commit, parameter_counts
 
 
 class SaveAndLogConfig(SaveConfigCallback):
+    """Called on global rank zero only (``SaveConfigCallback.setup``)."""
+
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        run_dir = Path(trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, run_dir / self.config_filename, skip_none=False, overwrite=True)
         run_info = {"git_commit": git_commit(), **parameter_counts(pl_module)}
         config = self.config.clone()
         for key in ("config", "print_config"):

@@ -26,3 +26,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA} (shared/ beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic COCO world (8 train / 5 val images of 64 px): 5 so DDP pads a rank."""
+    from datamodules.synthetic import write_coco_instances
+
+    out = tmp_path_factory.mktemp("synthetic")
+    write_coco_instances(out, "train", num_images=8, image_size=64, seed=0)
+    write_coco_instances(out, "val", num_images=5, image_size=64, seed=0)
+    return out

@@ -1,66 +1,26 @@
-"""COCO instances reader: real sample, synthetic world, every bad-input case, and the DataModule."""
+"""COCO instances dataset: real sample, synthetic world, counted skips and image-file errors
+(malformed JSON: ``test_coco_json_checks``; the DataModule: ``test_coco_instances_datamodule``)."""
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import albumentations as A
 import numpy as np
 import pytest
 import torch
-from jsonargparse import ArgumentParser
 from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.ops import masks_to_boxes
 
-from datamodules.coco_instances import CocoInstancesDataModule, CocoInstancesDataset, compressed_rle_counts
+from datamodules.coco_instances import CocoInstancesDataset
 from datamodules.errors import DatasetFormatError
 from datamodules.instance_transforms import instance_bbox_params, train_transforms
 from datamodules.synthetic import write_coco_instances
+from tests.coco_files import GOOD, HEIGHT, WIDTH, annotation, edit_categories, rect_polygon, write_coco
 
-HEIGHT, WIDTH = 32, 48
 # pycocotools 2.0.x under numpy 2 warns inside its own decode; nothing this project can change
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
-
-
-def rect_polygon(x1: float, y1: float, x2: float, y2: float) -> list[float]:
-    return [x1, y1, x2, y1, x2, y2, x1, y2]
-
-
-def annotation(ann_id: int, bbox: list[float], segmentation: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": ann_id,
-        "image_id": 1,
-        "category_id": 1,
-        "iscrowd": 0,
-        "bbox": bbox,
-        "area": bbox[2] * bbox[3],
-        "segmentation": segmentation,
-        **extra,
-    }
-
-
-def write_coco(
-    tmp_path: Path, annotations: list[dict], edit: Callable[[dict], None] | None = None
-) -> tuple[Path, Path]:
-    """One real 48x32 PNG (image id 1, 'a.png') and a JSON with these annotations; ``edit`` may change the JSON."""
-    image_dir = tmp_path / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(image_dir / "a.png")
-    data = {
-        "images": [{"id": 1, "file_name": "a.png", "height": HEIGHT, "width": WIDTH}],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "thing"}],
-    }
-    data = json.loads(json.dumps(data))  # edits must not reach the shared annotation dicts
-    if edit is not None:
-        edit(data)
-    annotation_file = tmp_path / "instances.json"
-    annotation_file.write_text(json.dumps(data))
-    return image_dir, annotation_file
 
 
 def rect_mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
@@ -69,7 +29,6 @@ def rect_mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
     return mask
 
 
-GOOD = annotation(1, [10, 5, 10, 10], [rect_polygon(10, 5, 20, 15)])
 
 
 # --- real and synthetic data -------------------------------------------------------------------
@@ -164,20 +123,6 @@ def test_polygon_uncompressed_and_compressed_rle_decode_alike(tmp_path: Path) ->
     torch.testing.assert_close(target["boxes"], torch.tensor([[10.0, 5, 20, 15]] * 3))
 
 
-def test_compressed_rle_parser_matches_pycocotools() -> None:
-    rng = np.random.default_rng(0)
-    for density in (0.0, 0.02, 0.5, 1.0):
-        mask = (rng.random((HEIGHT, WIDTH)) < density).astype(np.uint8)
-        counts = mask_utils.encode(np.asfortranarray(mask))["counts"].decode()
-        runs = compressed_rle_counts(counts)
-        assert runs is not None and sum(runs) == HEIGHT * WIDTH
-        values = np.arange(len(runs)) % 2  # runs alternate 0, 1, 0, ... in column-major order
-        np.testing.assert_array_equal(np.repeat(values, runs).reshape(WIDTH, HEIGHT).T, mask)
-    assert compressed_rle_counts("0") == [0]  # parses; that its sum is not H*W is checked by the reader
-    for malformed in ("zzzz", "\x7f", "P"):  # characters out of range, a continuation bit at the end
-        assert compressed_rle_counts(malformed) is None
-
-
 def test_image_without_annotations_has_empty_targets(tmp_path: Path) -> None:
     image_dir, annotation_file = write_coco(tmp_path, [])
     dataset = CocoInstancesDataset(image_dir, annotation_file, transforms=train_transforms(flip_prob=1.0))
@@ -220,13 +165,6 @@ def test_instances_emptied_by_augmentation_are_dropped_and_counted(tmp_path: Pat
     assert image.shape == (3, HEIGHT, 24) and target["masks"].shape == (1, HEIGHT, 24)
     assert target["boxes"].tolist() == [[10, 5, 20, 15]]
     assert dataset.skipped == {"empty_after_transform": 1}
-
-
-def edit_categories(categories: list[dict]) -> Callable[[dict], None]:
-    def edit(data: dict) -> None:
-        data["categories"] = categories
-
-    return edit
 
 
 def test_contiguous_labels_follow_category_id_order(tmp_path: Path) -> None:
@@ -325,23 +263,7 @@ def test_mask_without_pixels_is_skipped_when_read_and_counted_once(
     assert len(caplog.records) == 1 and "annotation id 5" in caplog.text
 
 
-# --- hard errors -------------------------------------------------------------------------------
-
-
-def test_unknown_category_names_annotation_and_category(tmp_path: Path) -> None:
-    image_dir, annotation_file = write_coco(
-        tmp_path, [annotation(42, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)], category_id=9)]
-    )
-    with pytest.raises(DatasetFormatError, match=r"instances\.json: annotation id 42 has category id 9"):
-        CocoInstancesDataset(image_dir, annotation_file)
-
-
-def test_unknown_image_names_annotation_and_image(tmp_path: Path) -> None:
-    image_dir, annotation_file = write_coco(
-        tmp_path, [annotation(42, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)], image_id=3)]
-    )
-    with pytest.raises(DatasetFormatError, match=r"instances\.json: annotation id 42 refers to image id 3"):
-        CocoInstancesDataset(image_dir, annotation_file)
+# --- hard errors: image files (malformed JSON: test_coco_json_checks) --------------------------
 
 
 def test_missing_image_file_names_file_and_image_id(tmp_path: Path) -> None:
@@ -366,172 +288,3 @@ def test_image_of_another_size_than_the_json_says(tmp_path: Path) -> None:
         DatasetFormatError, match=r"a\.png: image id 1 is 48x33 pixels, the annotations say 48x32"
     ):
         CocoInstancesDataset(image_dir, annotation_file)[0]
-
-
-def set_key(path: tuple[str | int, ...], value: Any) -> Callable[[dict], None]:
-    def edit(data: dict) -> None:
-        node = data
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-
-    return edit
-
-
-def delete_key(path: tuple[str | int, ...]) -> Callable[[dict], None]:
-    def edit(data: dict) -> None:
-        node = data
-        for key in path[:-1]:
-            node = node[key]
-        del node[path[-1]]
-
-    return edit
-
-
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (delete_key(("images",)), "needs a list 'images'"),
-        (set_key(("annotations", 1, "id"), 1), "annotation id 1 appears twice"),
-        (delete_key(("annotations", 0, "id")), r"annotation id None \(#0\) needs an integer 'id'"),
-        (delete_key(("images", 0, "file_name")), r"image #0 \(id 1\) needs a string 'file_name'"),
-        (set_key(("annotations", 1, "bbox"), [1, 2, 3]), r"annotation id 2 has 'bbox' \[1, 2, 3\]"),
-        (
-            set_key(("annotations", 1, "segmentation"), {"size": [10, 10], "counts": [100]}),
-            r"annotation id 2 has an RLE of size \[10, 10\] for an image of size \[32, 48\]",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), {"size": [HEIGHT, WIDTH], "counts": [5, 5]}),
-            "annotation id 2 has uncompressed RLE counts that are not",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), "polygon"),
-            "annotation id 2 has a 'segmentation' of type str",
-        ),
-        (
-            delete_key(("annotations", 1, "segmentation")),
-            "annotation id 2 has a 'segmentation' of type NoneType",
-        ),
-        # coordinates that would crash pycocotools or make it allocate gigabytes
-        (
-            set_key(("annotations", 1, "segmentation"), [[None, 1, 6, 1, 6, 6]]),
-            "annotation id 2 has a polygon",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), [[float("nan"), 1, 6, 1, 6, 6]]),
-            "annotation id 2 has a polygon",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), [["a", 1, 6, 1, 6, 6]]),
-            "annotation id 2 has a polygon",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), [[[1, 1], [6, 1], [6, 6]]]),
-            "annotation id 2 has a polygon",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), [[1e9, 1, 6, 1, 6, 6]]),
-            "annotation id 2 has a polygon reaching more than an image size outside the 48x32 image",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), {"size": [HEIGHT, WIDTH], "counts": "zzzz"}),
-            "annotation id 2 has compressed RLE counts that are not",
-        ),
-        (
-            set_key(("annotations", 1, "segmentation"), {"size": [HEIGHT, WIDTH], "counts": "0"}),
-            "annotation id 2 has compressed RLE counts that are not",
-        ),
-    ],
-)
-def test_malformed_json_names_file_and_annotation(
-    tmp_path: Path, edit: Callable[[dict], None], message: str
-) -> None:
-    image_dir, annotation_file = write_coco(
-        tmp_path, [GOOD, annotation(2, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)])], edit
-    )
-    with pytest.raises(DatasetFormatError, match=r"instances\.json: .*" + message):
-        CocoInstancesDataset(image_dir, annotation_file)
-
-
-def test_invalid_json_names_the_file(tmp_path: Path) -> None:
-    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
-    annotation_file.write_text('{"images": [')
-    with pytest.raises(DatasetFormatError, match=r"instances\.json: not valid JSON"):
-        CocoInstancesDataset(image_dir, annotation_file)
-    with pytest.raises(DatasetFormatError, match=r"nope\.json: annotation file not found"):
-        CocoInstancesDataset(image_dir, tmp_path / "nope.json")
-
-
-def test_several_problems_are_counted_in_the_message(tmp_path: Path) -> None:
-    anns = [annotation(1, [1, 1, 5, 5], [], category_id=9), annotation(2, [1, 1, 5, 5], [], image_id=3)]
-    image_dir, annotation_file = write_coco(tmp_path, anns)
-    with pytest.raises(
-        DatasetFormatError, match=r"annotation id 1 .*and 1 more problems; `zoo check-dataset`"
-    ):
-        CocoInstancesDataset(image_dir, annotation_file)
-
-
-# --- DataModule --------------------------------------------------------------------------------
-
-
-def make_datamodule(tmp_path: Path, **kwargs: Any) -> CocoInstancesDataModule:
-    image_dir, annotation_file = write_coco(
-        tmp_path, [GOOD, annotation(2, [1, 1, 5, 5], [rect_polygon(1, 1, 6, 6)])]
-    )
-    return CocoInstancesDataModule(image_dir, annotation_file, image_dir, annotation_file, **kwargs)
-
-
-def test_datamodule_loaders_and_attributes(tmp_path: Path) -> None:
-    datamodule = make_datamodule(tmp_path, batch_size=2, num_workers=0, flip_prob=1.0)
-    assert datamodule.num_classes == 1  # categories are readable before setup
-    datamodule.setup("fit")
-    assert datamodule.class_names == ["thing"]
-    assert datamodule.label_to_category_id == {1: 1}
-    assert datamodule.val_annotation_file == tmp_path / "instances.json"
-    train = datamodule.train_dataloader()
-    assert train.drop_last is False and not train.persistent_workers
-    images, targets = next(iter(train))
-    assert isinstance(images, list) and len(images) == 1 and images[0].shape == (3, HEIGHT, WIDTH)
-    assert targets[0]["boxes"].tolist()[0] == [WIDTH - 20, 5, WIDTH - 10, 15]  # flipped for training
-    images, targets = next(iter(datamodule.val_dataloader()))
-    assert targets[0]["boxes"].tolist()[0] == [10, 5, 20, 15]  # never for validation
-    datamodule.setup("test")
-    datamodule.setup("predict")
-    for loader in (datamodule.test_dataloader(), datamodule.predict_dataloader()):
-        assert loader.dataset.annotation_file == datamodule.val_annotation_file
-    with_workers = make_datamodule(tmp_path, num_workers=1)
-    with_workers.setup("fit")
-    assert with_workers.train_dataloader().persistent_workers
-
-
-def test_datamodule_rejects_different_categories(tmp_path: Path) -> None:
-    datamodule = make_datamodule(tmp_path / "a")
-    _, other = write_coco(tmp_path / "b", [], edit_categories([{"id": 1, "name": "other"}]))
-    datamodule.val_annotations = other
-    with pytest.raises(DatasetFormatError, match="have different categories"):
-        datamodule.setup("fit")
-
-
-def test_datamodule_builds_from_config(tmp_path: Path) -> None:
-    """LightningCLI builds the DataModule with jsonargparse from YAML; every argument must be typed."""
-    parser = ArgumentParser()
-    parser.add_class_arguments(CocoInstancesDataModule, "data")
-    config = parser.parse_args(
-        [
-            "--data.train_images",
-            "t",
-            "--data.train_annotations",
-            "t.json",
-            "--data.val_images",
-            "v",
-            "--data.val_annotations",
-            "v.json",
-            "--data.batch_size",
-            "4",
-            "--data.contiguous_labels",
-            "false",
-        ]
-    )
-    datamodule = CocoInstancesDataModule(**config.data)
-    assert datamodule.batch_size == 4 and datamodule.contiguous_labels is False
-    assert datamodule.val_annotation_file == Path("v.json")

@@ -15,15 +15,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from datamodules.coco_instances import (
-    FormatProblem,
-    InstanceIndex,
-    category_labels,
-    index_coco,
-    index_instances,
-    read_coco_json,
-    structure_problems,
-)
+from datamodules.coco_instances import InstanceIndex, category_labels, index_coco, index_instances
+from datamodules.coco_json_checks import FormatProblem, read_coco_json, structure_problems
 from datamodules.errors import DatasetFormatError
 
 EXAMPLES_PER_KIND = 5

@@ -1,0 +1,54 @@
+"""Helpers for tests that run the real ``zoo`` CLI on a tiny synthetic world."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments.cli import run_cli
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BASE_CONFIGS = [
+    REPO_ROOT / "experiments" / "mask_rcnn" / "synthetic.yaml",
+    REPO_ROOT / "tests" / "configs" / "tiny_mask_rcnn.yaml",
+]
+
+
+def data_arguments(data_dir: Path) -> list[str]:
+    return [
+        f"--data.init_args.train_images={data_dir / 'images' / 'train'}",
+        f"--data.init_args.train_annotations={data_dir / 'annotations' / 'instances_train.json'}",
+        f"--data.init_args.val_images={data_dir / 'images' / 'val'}",
+        f"--data.init_args.val_annotations={data_dir / 'annotations' / 'instances_val.json'}",
+    ]
+
+
+def zoo_arguments(subcommand: str, data_dir: Path, runs_dir: Path, run_id: str, *extra: str) -> list[str]:
+    configs = [f"--config={config}" for config in BASE_CONFIGS]
+    return [subcommand, *configs, *data_arguments(data_dir), f"--runs_dir={runs_dir}", f"--run_id={run_id}", *extra]
+
+
+def run_zoo_in_process(subcommand: str, data_dir: Path, runs_dir: Path, run_id: str, *extra: str):
+    return run_cli(zoo_arguments(subcommand, data_dir, runs_dir, run_id, *extra))
+
+
+def run_zoo_subprocess(
+    subcommand: str, data_dir: Path, runs_dir: Path, run_id: str, *extra: str, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """The real console script, as a user runs it (needed for DDP: Lightning re-executes argv)."""
+    zoo = Path(sys.executable).parent / "zoo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(zoo), *zoo_arguments(subcommand, data_dir, runs_dir, run_id, *extra)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"zoo {subcommand} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
