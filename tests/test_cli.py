@@ -66,7 +66,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_synthetic: Path, tmp_path: Path
 
 
 def test_wandb_flag_off_writes_a_csv_log(tiny_synthetic: Path, tmp_path: Path):
-    cli = run_zoo_in_process("fit", tiny_synthetic, tmp_path, "csv", "--wandb=false", "--trainer.max_steps=2",
+    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "csv", "--wandb=false", "--trainer.max_steps=2",
                              "--trainer.val_check_interval=2")
     run_dir = tmp_path / "mask_rcnn_synthetic" / "csv"
     assert not (run_dir / "wandb").exists()

@@ -1,0 +1,179 @@
+"""Mask R-CNN (He et al. 2017, "Mask R-CNN", ICCV): a ResNet-FPN backbone, an RPN (Ren et al.
+2015) and RoIAlign-based box and mask heads run in parallel (Sec. 3, Fig. 4 right).
+
+Defaults are the paper's R50-FPN configuration as trained by torchvision's
+``maskrcnn_resnet50_fpn`` (91 COCO classes incl. background, frozen BN, 800/1333 resizing); with
+them the module's state dict is key-for-key that model's, and its eval outputs are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+
+from models.backbones import FPN_STRIDES, resnet_fpn_backbone
+from models.box_head import FastRCNNPredictor, TwoMLPHead
+from models.mask_head import MaskHead, MaskPredictor
+from models.paste_masks import paste_masks_in_image
+from models.roi_align import FPNRoIAlign
+from models.roi_heads import MaskRoIHeads
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class MaskRCNN(nn.Module):
+    """Mask R-CNN on a list of (3, H, W) images in [0, 1].
+
+    ``num_classes`` counts the background (COCO: 80 things in 91 ids + background = 91).
+    ``anchor_sizes`` gives one anchor size per FPN level P2-P6 (each with ``anchor_aspect_ratios``).
+    ``aligned=True`` switches every RoIAlign (box, mask, mask targets) to detectron2's half-pixel
+    version. ``backbone_weights`` is a local torchvision ResNet state dict.
+
+    ``forward(images, targets)`` returns, in training, the losses ``loss_classifier``,
+    ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``; in eval, per image
+    ``boxes`` (N, 4) XYXY, ``labels``, ``scores`` and ``masks`` (N, 1, H, W) probabilities, all in the
+    input image's pixel frame.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 91,
+        *,
+        backbone_depth: int = 50,
+        frozen_bn: bool = True,
+        trainable_backbone_layers: int = 3,
+        backbone_weights: str | Path | None = None,
+        fpn_channels: int = 256,
+        min_size: int | Sequence[int] = 800,
+        max_size: int = 1333,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+        anchor_aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        rpn_pre_nms_top_n_train: int = 2000,
+        rpn_pre_nms_top_n_test: int = 1000,
+        rpn_post_nms_top_n_train: int = 2000,
+        rpn_post_nms_top_n_test: int = 1000,
+        rpn_nms_thresh: float = 0.7,
+        rpn_fg_iou_thresh: float = 0.7,
+        rpn_bg_iou_thresh: float = 0.3,
+        rpn_batch_size_per_image: int = 256,
+        rpn_positive_fraction: float = 0.5,
+        rpn_score_thresh: float = 0.0,
+        representation_size: int = 1024,
+        box_score_thresh: float = 0.05,
+        box_nms_thresh: float = 0.5,
+        box_detections_per_img: int = 100,
+        box_fg_iou_thresh: float = 0.5,
+        box_bg_iou_thresh: float = 0.5,
+        box_batch_size_per_image: int = 512,
+        box_positive_fraction: float = 0.25,
+        bbox_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        mask_head_channels: int = 256,
+        aligned: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        min_sizes = (min_size,) if isinstance(min_size, int) else tuple(min_size)
+        self.transform = GeneralizedRCNNTransform(min_sizes, max_size, list(image_mean), list(image_std))
+        self.backbone = resnet_fpn_backbone(
+            backbone_depth, fpn_channels, frozen_bn, trainable_backbone_layers, backbone_weights
+        )
+        anchor_generator = AnchorGenerator(
+            tuple((s,) for s in anchor_sizes), (tuple(anchor_aspect_ratios),) * len(anchor_sizes)
+        )
+        self.rpn = RegionProposalNetwork(
+            anchor_generator,
+            RPNHead(fpn_channels, anchor_generator.num_anchors_per_location()[0]),
+            rpn_fg_iou_thresh,
+            rpn_bg_iou_thresh,
+            rpn_batch_size_per_image,
+            rpn_positive_fraction,
+            {"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
+            {"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
+            rpn_nms_thresh,
+            score_thresh=rpn_score_thresh,
+        )
+        box_pool = FPNRoIAlign(7, sampling_ratio=2, aligned=aligned, strides=FPN_STRIDES)
+        mask_pool = FPNRoIAlign(14, sampling_ratio=2, aligned=aligned, strides=FPN_STRIDES)
+        self.roi_heads = MaskRoIHeads(
+            box_pool,
+            TwoMLPHead(fpn_channels * 7 * 7, representation_size),
+            FastRCNNPredictor(representation_size, num_classes),
+            mask_pool,
+            MaskHead(fpn_channels, mask_head_channels),
+            MaskPredictor(mask_head_channels, num_classes, mask_head_channels),
+            fg_iou_thresh=box_fg_iou_thresh,
+            bg_iou_thresh=box_bg_iou_thresh,
+            batch_size_per_image=box_batch_size_per_image,
+            positive_fraction=box_positive_fraction,
+            bbox_reg_weights=bbox_reg_weights,
+            score_thresh=box_score_thresh,
+            nms_thresh=box_nms_thresh,
+            detections_per_img=box_detections_per_img,
+        )
+
+    @classmethod
+    def small(cls, num_classes: int, **overrides: Any) -> MaskRCNN:
+        """CPU preset for from-scratch training on ~128 px images with 15-50 px objects: R18-FPN with
+        64 channels and trainable BatchNorm, 256-d box head, 64-channel mask head, anchors 16-256 px,
+        fewer proposals and smaller RoI mini-batches. Keyword ``overrides`` replace any setting."""
+        settings: dict[str, Any] = {
+            "backbone_depth": 18,
+            "frozen_bn": False,
+            "trainable_backbone_layers": 5,
+            "fpn_channels": 64,
+            "min_size": 128,
+            "max_size": 128,
+            "anchor_sizes": (16, 32, 64, 128, 256),
+            "rpn_pre_nms_top_n_train": 1000,
+            "rpn_pre_nms_top_n_test": 500,
+            "rpn_post_nms_top_n_train": 500,
+            "rpn_post_nms_top_n_test": 100,
+            "rpn_batch_size_per_image": 128,
+            "representation_size": 256,
+            "box_batch_size_per_image": 128,
+            "mask_head_channels": 64,
+        }
+        return cls(num_classes, **{**settings, **overrides})
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if self.training:
+            _check_targets(images, targets)
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, targets = self.transform(images, targets)
+        features = self.backbone(image_list.tensors)
+        proposals, rpn_losses = self.rpn(image_list, features, targets)
+        detections, head_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        if self.training:
+            return {**head_losses, **rpn_losses}
+        for detection, size, original in zip(detections, image_list.image_sizes, original_sizes, strict=True):
+            detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+            detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
+        return detections
+
+
+def _check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None) -> None:
+    if targets is None or len(targets) != len(images):
+        raise ValueError("training needs one target dict per image")
+    for i, target in enumerate(targets):
+        boxes = target["boxes"]
+        if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
+            raise ValueError(f"target {i}: boxes must be a float (N, 4) tensor, got {tuple(boxes.shape)}")
+        degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
+        if degenerate.any():
+            raise ValueError(f"target {i}: box {boxes[degenerate][0].tolist()} has no positive width/height")
+        if target["labels"].dtype != torch.int64 or len(target["labels"]) != len(boxes):
+            raise ValueError(f"target {i}: labels must be int64 with one entry per box")
+        if "masks" not in target or len(target["masks"]) != len(boxes):
+            raise ValueError(f"target {i}: masks must be (N, H, W) with one mask per box")
