@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader
 from datamodules.coco_instances import CocoInstancesDataset
 from datamodules.collate import collate_detection
 from datamodules.errors import DatasetFormatError
-from datamodules.instance_transforms import reseed_worker_transforms, train_transforms
+from datamodules.instance_transforms import train_transforms
+from datamodules.resumable_loader import ResumableDataLoader, global_seed, resumable_train_loader
 
 
 class CocoInstancesDataModule(LightningDataModule):
@@ -16,7 +17,8 @@ class CocoInstancesDataModule(LightningDataModule):
 
     Validation, test and prediction items are untransformed (original image coordinates, as COCO
     evaluation needs); training uses ``instance_transforms.train_transforms(flip_prob, color_jitter)``.
-    Batches are ``(list of images, list of targets)`` (``collate_detection``).
+    Batches are ``(list of images, list of targets)`` (``collate_detection``). The training loader
+    resumes exactly mid-epoch, order and augmentations included (``datamodules.resumable_loader``).
 
     Args:
         train_images: folder the training JSON's ``file_name`` entries are relative to.
@@ -129,29 +131,41 @@ class CocoInstancesDataModule(LightningDataModule):
         """Model label -> COCO category id (for writing COCO results)."""
         return self._categories().label_to_category_id
 
-    def _loader(self, dataset: CocoInstancesDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+    def _eval_loader(self, dataset: CocoInstancesDataset | None, batch_size: int) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() with the matching stage before asking for its dataloader")
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_detection,
-            worker_init_fn=reseed_worker_transforms,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+    def train_dataloader(self) -> ResumableDataLoader:
+        if self.train_dataset is None:
+            raise RuntimeError("call setup('fit') before asking for the training dataloader")
+        trainer = self.trainer
+        return resumable_train_loader(
+            self.train_dataset,
+            self.batch_size,
+            collate_detection,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            # one seed on every rank, or the shards would overlap (srun starts each rank with its own seed)
+            seed=trainer.strategy.broadcast(global_seed()) if trainer else global_seed(),
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)
+        return self._eval_loader(self.val_dataset, self.val_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.val_batch_size, shuffle=False)
+        return self._eval_loader(self.test_dataset, self.val_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.val_batch_size, shuffle=False)
+        return self._eval_loader(self.test_dataset, self.val_batch_size)

@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 import albumentations as A
 import numpy as np
-import torch.utils.data
 
 
 class InstanceSample(NamedTuple):
@@ -65,16 +64,3 @@ def apply_instance_transforms(transforms: A.Compose, sample: InstanceSample) -> 
         masks=[mask for mask, keep in zip(masks, nonempty, strict=True) if keep],
     )
     return result, kept
-
-
-def reseed_worker_transforms(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: give the dataset's albumentations pipeline this worker's seed.
-
-    An albumentations ``Compose`` owns its random state, so forked workers would otherwise all replay
-    the parent's copy (the same augmentations in every worker and, without persistent workers, every
-    epoch). PyTorch gives each worker a distinct seed per epoch; this hands it on.
-    """
-    info = torch.utils.data.get_worker_info()
-    transforms = getattr(info.dataset, "transforms", None) if info is not None else None
-    if isinstance(transforms, A.Compose):
-        transforms.set_random_seed(info.seed % 2**32)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -14,17 +15,23 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
+from experiments.batch_seeding import BatchSeeding
 from experiments.callbacks import MetricsFileWriter
+from experiments.checkpoints import run_checkpoints
+from experiments.published import PublishedResult
 from experiments.run_location import RunLocation, resolve_run_location
 from experiments.save_config import SaveAndLogConfig
-from experiments.tools import check_dataset, synthetic
+from experiments.slurm_requeue import RequeueOnSignal, resume_checkpoint
+from experiments.tools import check_dataset, compare, synthetic
 from experiments.wandb_setup import make_wandb_logger
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": synthetic.main,
     "check-dataset": check_dataset.main,
+    "compare": compare.main,
 }
 
 
@@ -44,6 +51,8 @@ class ZooCLI(LightningCLI):
                             help="Log to Weights & Biases (offline when no credentials); false: CSV only.")
         parser.add_argument("--wandb_project", type=str, default="vision-zoo")
         parser.add_argument("--tags", type=list[str], default=[], help="W&B tags.")
+        parser.add_argument("--published", type=list[PublishedResult], default=[],
+                            help="The paper's / official code's numbers for this experiment (zoo compare).")
 
     def _subcommand_config(self):
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -67,18 +76,17 @@ class ZooCLI(LightningCLI):
                 # one version folder per launch: CSVLogger would delete an existing metrics.csv on resume
                 kwargs["logger"] = CSVLogger(save_dir=str(location.root), name="csv")
         user_callbacks = list(trainer_config.get("callbacks") or [])
-        defaults = [LearningRateMonitor(logging_interval="step"), MetricsFileWriter(location.root / "metrics.jsonl")]
+        defaults = [
+            LearningRateMonitor(logging_interval="step"),
+            MetricsFileWriter(location.root / "metrics.jsonl"),
+            BatchSeeding(),
+        ]
         if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
-            defaults.append(
-                ModelCheckpoint(
-                    dirpath=location.checkpoints,
-                    filename="best-{step}",
-                    monitor=self.model.main_metric,
-                    mode=self.model.main_metric_mode,
-                    save_last=True,
-                    auto_insert_metric_name=False,
-                )
-            )
+            defaults += run_checkpoints(location.checkpoints, self.model.main_metric, self.model.main_metric_mode)
+        if SLURMEnvironment.detect():  # checkpoint + requeue on SIGUSR1 at a step boundary, not Lightning's way
+            defaults.append(RequeueOnSignal())
+            if trainer_config.get("plugins") is None:
+                kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]
         kwargs["callbacks"] = [*user_callbacks, *defaults]
         return super().instantiate_trainer(**kwargs)
 
@@ -89,6 +97,13 @@ class ZooCLI(LightningCLI):
         if self._subcommand_config().wandb:
             rank_zero_info(f"  W&B files:   {location.root / 'wandb'}  (run id {location.wandb_id})")
         rank_zero_info(f"  metrics:     {location.root / 'metrics.jsonl'}")
+
+    def before_fit(self) -> None:
+        config = self.config_init[self.subcommand]
+        resolved = resume_checkpoint(self.run_location, config.ckpt_path, os.environ)
+        if resolved != config.ckpt_path:
+            rank_zero_info(f"Resuming from {resolved} (the run's newest checkpoint)")
+            config.ckpt_path = resolved
 
     def after_fit(self) -> None:
         self._report_location()

@@ -37,13 +37,18 @@ class RunLocation:
         return re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.experiment}-{self.run_id}")
 
 
-def slurm_run_id(environ: dict[str, str]) -> str | None:
-    """The SLURM job id (``<array job>_<task>`` for array jobs): stable across requeues."""
+def slurm_job_id(environ: dict[str, str]) -> str | None:
+    """The SLURM job id as ``scontrol`` names it (``<array job>_<task>`` for array jobs); a requeued
+    job keeps it."""
     if "SLURM_ARRAY_JOB_ID" in environ and "SLURM_ARRAY_TASK_ID" in environ:
-        return f"slurm-{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']}"
-    if "SLURM_JOB_ID" in environ:
-        return f"slurm-{environ['SLURM_JOB_ID']}"
-    return None
+        return f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']}"
+    return environ.get("SLURM_JOB_ID")
+
+
+def slurm_run_id(environ: dict[str, str]) -> str | None:
+    """``slurm-<job id>``: stable across requeues."""
+    job_id = slurm_job_id(environ)
+    return f"slurm-{job_id}" if job_id else None
 
 
 def resolve_run_id(explicit: str | None, environ: dict[str, str] | None = None) -> str:

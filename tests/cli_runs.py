@@ -26,9 +26,11 @@ def data_arguments(data_dir: Path) -> list[str]:
     ]
 
 
-def zoo_arguments(subcommand: str, data_dir: Path, runs_dir: Path, run_id: str, *extra: str) -> list[str]:
+def zoo_arguments(subcommand: str, data_dir: Path, runs_dir: Path, run_id: str | None, *extra: str) -> list[str]:
+    """``run_id=None``: let the CLI resolve it (e.g. from the SLURM job id)."""
     configs = [f"--config={config}" for config in BASE_CONFIGS]
-    return [subcommand, *configs, *data_arguments(data_dir), f"--runs_dir={runs_dir}", f"--run_id={run_id}", *extra]
+    run = [f"--run_id={run_id}"] if run_id is not None else []
+    return [subcommand, *configs, *data_arguments(data_dir), f"--runs_dir={runs_dir}", *run, *extra]
 
 
 def run_zoo_in_process(subcommand: str, data_dir: Path, runs_dir: Path, run_id: str, *extra: str):

@@ -40,7 +40,10 @@ def test_fit_writes_config_checkpoints_metrics_and_offline_wandb(tiny_synthetic:
     assert logged["run"]["parameters"] == sum(p.numel() for p in cli.model.parameters())
     assert "git_commit" in logged["run"]
     assert logged["model"]["init_args"]["lr"] == pytest.approx(0.02)
-    assert list((run_dir / "wandb").glob("offline-run-*-mask_rcnn_synthetic-run-a"))
+    [offline_run] = (run_dir / "wandb").glob("offline-run-*-mask_rcnn_synthetic-run-a")
+    overlays = list((offline_run / "files" / "media" / "images" / "val").glob("predictions_*.png"))
+    assert len(overlays) == 2  # overlay_images in the tiny config: one validation, two images
+    assert list((offline_run / "files" / "media" / "images" / "mask" / "val").glob("*.mask.png"))
 
 
 def test_resume_from_last_checkpoint_continues_at_the_saved_step(tiny_synthetic: Path, tmp_path: Path):

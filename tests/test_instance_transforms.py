@@ -3,14 +3,12 @@
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import masks_to_boxes
 
 from datamodules.instance_transforms import (
     InstanceSample,
     apply_instance_transforms,
     instance_bbox_params,
-    reseed_worker_transforms,
     train_transforms,
 )
 
@@ -106,29 +104,3 @@ def test_no_instances() -> None:
     assert out.boxes.shape == (0, 4)
     assert out.labels.shape == (0,)
     assert out.masks == []
-
-
-class FlipDraws(Dataset):
-    """Each item: 32 flip decisions drawn from the dataset's own pipeline."""
-
-    def __init__(self) -> None:
-        self.transforms = A.Compose([A.HorizontalFlip(p=0.5)])
-        self.image = np.array([[[0, 0, 0], [255, 255, 255]]], dtype=np.uint8)
-
-    def __len__(self) -> int:
-        return 2
-
-    def __getitem__(self, item: int) -> torch.Tensor:
-        return torch.tensor([int(self.transforms(image=self.image)["image"][0, 0, 0]) for _ in range(32)])
-
-
-def test_workers_draw_different_augmentations_only_when_reseeded() -> None:
-    def draws(worker_init_fn) -> list[torch.Tensor]:
-        # batch_size 1, two workers: item 0 goes to worker 0, item 1 to worker 1
-        loader = DataLoader(FlipDraws(), batch_size=1, num_workers=2, worker_init_fn=worker_init_fn)
-        return [batch[0] for batch in loader]
-
-    first, second = draws(None)
-    assert torch.equal(first, second)  # forked copies of one random state: the failure being fixed
-    first, second = draws(reseed_worker_transforms)
-    assert not torch.equal(first, second)

@@ -1,0 +1,33 @@
+"""The two checkpoints every run keeps in ``<run>/checkpoints/``: ``best-<step>.ckpt`` on the
+method's main metric and ``last.ckpt``, the newest state.
+
+Lightning 2.6's ``save_last=True`` rewrites ``last.ckpt`` only when a top-k checkpoint was saved at
+the same step, so a run whose metric stopped improving would resume from an old state; a separate
+unmonitored checkpoint written at every evaluation and at the end of training keeps it current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every evaluation and when training ends (``max_steps`` between evaluations)."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__(
+            dirpath=dirpath, filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1, enable_version_counter=False
+        )
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def run_checkpoints(dirpath: str | Path, main_metric: str, mode: str) -> list[ModelCheckpoint]:
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best-{step}", monitor=main_metric, mode=mode, auto_insert_metric_name=False
+    )
+    return [best, LatestCheckpoint(dirpath)]
