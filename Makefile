@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SYNTHETIC := data/synthetic
 QUICKSTART_CONFIG := experiments/mask_rcnn/synthetic.yaml
-RUN_ID ?= quickstart-$(shell date +%Y%m%d-%H%M%S)
+RUN_ID := quickstart-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: venv quickstart test test-slow lint benchmark
 

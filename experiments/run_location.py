@@ -52,12 +52,14 @@ def slurm_run_id(environ: dict[str, str]) -> str | None:
 
 
 def resolve_run_id(explicit: str | None, environ: dict[str, str] | None = None) -> str:
-    """Explicit ``--run_id`` first, then the id exported by the launching process, then the SLURM
-    job id; a new local run gets a readable time stamp plus a random suffix."""
+    """Explicit ``--run_id`` first, then, in a process Lightning's launcher started (``LOCAL_RANK``
+    set), the id its parent exported, then the SLURM job id; a new local run gets a readable time
+    stamp plus a random suffix. (A second run in the same Python process, e.g. a notebook, does not
+    inherit the first one's exported id.)"""
     environ = os.environ if environ is None else environ
     if explicit:
         return explicit
-    if environ.get(RUN_ID_ENV):
+    if environ.get(RUN_ID_ENV) and "LOCAL_RANK" in environ:
         return environ[RUN_ID_ENV]
     from_slurm = slurm_run_id(environ)
     if from_slurm:

@@ -58,9 +58,11 @@ def newest_checkpoint(location: RunLocation) -> Path | None:
 def resume_checkpoint(location: RunLocation, ckpt_path: str | None, environ: Mapping[str, str]) -> str | None:
     """What ``fit`` resumes from. ``last`` means the run's newest checkpoint, requeue checkpoints included
     (Lightning's ``last`` knows only ``last.ckpt``); a restarted SLURM job (``SLURM_RESTART_COUNT`` > 0)
-    resumes from it unasked. Any other value is the user's choice and is kept."""
+    resumes from it unasked, and so does any run whose directory holds requeue checkpoints -- Lightning
+    would otherwise load its newest ``hpc_ckpt`` even where ``last.ckpt`` is newer. Any other value is
+    the user's choice and is kept."""
     restarted = int(environ.get("SLURM_RESTART_COUNT") or 0) > 0
-    if ckpt_path == "last" or (ckpt_path is None and restarted):
+    if ckpt_path == "last" or (ckpt_path is None and (restarted or requeue_checkpoints(location.root))):
         newest = newest_checkpoint(location)
         if newest is not None:
             return str(newest)

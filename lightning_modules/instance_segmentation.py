@@ -58,11 +58,11 @@ class InstanceSegmentationModule(LightningModule):
                 f"{type(self).__name__} needs a COCO-style datamodule; {type(datamodule).__name__} lacks {missing}"
             )
         model_classes = getattr(self.model, "num_classes", None)
-        if model_classes is not None and model_classes <= max(datamodule.label_to_category_id):
+        needed = max(datamodule.label_to_category_id) + 1
+        if model_classes is not None and model_classes != needed:
             raise ValueError(
-                f"model.num_classes={model_classes} (background included) cannot hold the dataset's largest "
-                f"label {max(datamodule.label_to_category_id)}: set model.init_args.num_classes to at least "
-                f"{max(datamodule.label_to_category_id) + 1}"
+                f"model.num_classes={model_classes} (background included), but the dataset's labels run to "
+                f"{needed - 1}: set model.init_args.num_classes to {needed}"
             )
         self.class_names = list(datamodule.class_names)
         annotation_files = {

@@ -8,6 +8,7 @@ Call `update` per batch and `compute` once per epoch (not `forward`, which would
 
 import contextlib
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ IOU_TYPES = ("bbox", "segm")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Columns of the per-detection rows: image id, category id, box XYWH, score.
 DETECTION_COLUMNS = 7
+DETECTION_KEYS = ("boxes", "labels", "scores", "masks")
+log = logging.getLogger(__name__)
 
 
 class COCOEvaluation(Metric):
@@ -58,6 +61,7 @@ class COCOEvaluation(Metric):
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco_gt = COCO(str(annotation_file))
         self.last_stats: dict[str, np.ndarray] = {}
+        self.unmapped_detections = 0
         # (M, 2) int64 per evaluated image: image id, number of its detections (in the order of `detections`).
         self.add_state("images", default=[], dist_reduce_fx="cat")
         self.add_state("detections", default=[], dist_reduce_fx="cat")  # (N, DETECTION_COLUMNS) float64
@@ -75,6 +79,7 @@ class COCOEvaluation(Metric):
             image_id = int(target["image_id"])
             if image_id not in self.coco_gt.imgs:
                 raise ValueError(f"image_id {image_id} is not in the annotation file")
+            pred = self._drop_unmapped_labels(pred, image_id)
             scores = pred["scores"].detach().to("cpu", torch.float64)
             boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
             boxes[:, 2:] -= boxes[:, :2]
@@ -131,11 +136,24 @@ class COCOEvaluation(Metric):
                 )
         return output
 
+    def _drop_unmapped_labels(self, pred: dict[str, Tensor], image_id: int) -> dict[str, Tensor]:
+        """Detections of labels with no category (e.g. the unused ids of torchvision's 91-way COCO head)
+        cannot be scored: they are dropped, counted in ``unmapped_detections`` and logged."""
+        if self.label_to_category_id is None:
+            return pred
+        known = torch.tensor([label in self.label_to_category_id for label in pred["labels"].tolist()],
+                             dtype=torch.bool, device=pred["labels"].device)
+        if bool(known.all()):
+            return pred
+        dropped = int((~known).sum())
+        self.unmapped_detections += dropped
+        log.warning("image_id %d: dropped %d detections whose labels %s have no category id (%d so far)",
+                    image_id, dropped, sorted(set(pred["labels"][~known].tolist())), self.unmapped_detections)
+        return {key: value[known] if key in DETECTION_KEYS else value for key, value in pred.items()}
+
     def _category_id(self, label: int) -> int:
         if self.label_to_category_id is None:
             return label
-        if label not in self.label_to_category_id:
-            raise ValueError(f"predicted label {label} has no entry in label_to_category_id")
         return self.label_to_category_id[label]
 
     def _encode_masks(self, masks: Tensor, image_id: int) -> list[dict[str, Any]]:

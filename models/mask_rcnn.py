@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
 from models.backbones import FPN_STRIDES, resnet_fpn_backbone
@@ -24,6 +24,7 @@ from models.mask_head import MaskHead, MaskPredictor
 from models.paste_masks import paste_masks_in_image
 from models.roi_align import FPNRoIAlign
 from models.roi_heads import MaskRoIHeads
+from models.rpn_head import Float32RPNHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,7 +93,7 @@ class MaskRCNN(nn.Module):
         )
         self.rpn = RegionProposalNetwork(
             anchor_generator,
-            RPNHead(fpn_channels, anchor_generator.num_anchors_per_location()[0]),
+            Float32RPNHead(fpn_channels, anchor_generator.num_anchors_per_location()[0]),
             rpn_fg_iou_thresh,
             rpn_bg_iou_thresh,
             rpn_batch_size_per_image,

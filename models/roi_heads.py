@@ -154,7 +154,8 @@ class BoxRoIHeads(nn.Module):
         """Decodes class-specific boxes, clips them to the image and keeps per-class NMS survivors."""
         num_classes = class_logits.shape[-1]
         counts = [len(p) for p in proposals]
-        all_boxes = self.box_coder.decode(box_regression, proposals).split(counts)
+        # float32 decoding: BoxCoder casts the proposals to the deltas' dtype (bf16 under autocast)
+        all_boxes = self.box_coder.decode(box_regression.float(), proposals).split(counts)
         all_scores = F.softmax(class_logits, -1).split(counts)
         detections = []
         for boxes, scores, image_shape in zip(all_boxes, all_scores, image_shapes, strict=True):

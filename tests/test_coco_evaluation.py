@@ -206,10 +206,24 @@ def test_label_mapping(coco: COCO, samples: list[Sample]) -> None:
     np.testing.assert_allclose(
         metric.last_stats["bbox"], _pycocotools_stats(coco, samples, "bbox"), atol=1e-9
     )
-    with pytest.raises(ValueError, match="label 7"):
-        COCOEvaluation(ANNOTATIONS, label_to_category_id={1: 1}).update(
-            [relabelled[0][0]], [relabelled[0][1]]
-        )
+
+
+
+def test_detections_of_unmapped_labels_are_dropped_counted_and_logged(
+    coco: COCO, samples: list[Sample], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 91-way torchvision head can predict ids COCO leaves unused: those cannot be scored."""
+    pred, target = samples[0][0], samples[0][1]
+    stray = {key: torch.cat([value, value[:1]]) for key, value in pred.items()}
+    stray["labels"][-1] = 12
+    with_stray = COCOEvaluation(ANNOTATIONS, label_to_category_id={1: 1})
+    with_stray.update([stray], [target])
+    clean = COCOEvaluation(ANNOTATIONS, label_to_category_id={1: 1})
+    clean.update([pred], [target])
+    assert with_stray.unmapped_detections == 1
+    assert "labels [12] have no category id" in caplog.text
+    for name, value in clean.compute().items():
+        assert with_stray.compute()[name] == value, name
 
 
 def test_rejects_masks_not_in_original_size(samples: list[Sample]) -> None:

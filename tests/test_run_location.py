@@ -5,10 +5,14 @@ from experiments.wandb_setup import wandb_credentials_available, wandb_mode
 
 
 def test_explicit_id_wins_then_exported_then_slurm():
-    environ = {RUN_ID_ENV: "from-parent", "SLURM_JOB_ID": "123"}
+    environ = {RUN_ID_ENV: "from-parent", "SLURM_JOB_ID": "123", "LOCAL_RANK": "1"}
     assert resolve_run_id("mine", environ) == "mine"
     assert resolve_run_id(None, environ) == "from-parent"
     assert resolve_run_id(None, {"SLURM_JOB_ID": "123"}) == "slurm-123"
+
+
+def test_exported_id_is_only_inherited_by_launched_child_processes():
+    assert resolve_run_id(None, {RUN_ID_ENV: "earlier-run", "SLURM_JOB_ID": "5"}) == "slurm-5"
 
 
 def test_slurm_array_jobs_get_one_id_per_task():
@@ -27,6 +31,7 @@ def test_location_exports_its_id_for_child_processes(tmp_path: Path, monkeypatch
     assert location.root == tmp_path / "mask_rcnn_synthetic" / location.run_id
     assert location.checkpoints.parent == location.root
     assert location.wandb_id.startswith("mask_rcnn_synthetic-")
+    monkeypatch.setenv("LOCAL_RANK", "1")
     assert resolve_run_location("mask_rcnn_synthetic", tmp_path, None).run_id == location.run_id
 
 

@@ -190,6 +190,8 @@ def test_a_restarted_job_resumes_from_the_newest_checkpoint(tmp_path: Path) -> N
     # Trained on after the last requeue, then lost the node: last.ckpt is newer than every requeue checkpoint.
     _touch(last, 4_000)
     assert resume_checkpoint(location, None, restarted) == str(last)
+    # Resubmitted by hand as a new job naming the run: Lightning alone would load hpc_ckpt_10.
+    assert resume_checkpoint(location, None, {}) == str(last)
     # An explicit checkpoint is the user's choice.
     assert resume_checkpoint(location, "/some/where.ckpt", restarted) == "/some/where.ckpt"
     assert resume_checkpoint(location, "best", restarted) == "best"
