@@ -43,6 +43,7 @@ def run_zoo_subprocess(
     """The real console script, as a user runs it (needed for DDP: Lightning re-executes argv)."""
     zoo = Path(sys.executable).parent / "zoo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WANDB_SERVICE", None)  # its own W&B service, as when a user runs it
     result = subprocess.run(
         [str(zoo), *zoo_arguments(subcommand, data_dir, runs_dir, run_id, *extra)],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT,

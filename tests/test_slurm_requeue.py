@@ -39,6 +39,8 @@ def _slurm_environment(bin_dir: Path, rank: int, ranks: int, port: int, **extra:
     reads these)."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
     environ.pop("ZOO_RUN_ID", None)
+    # a requeued job is a new process tree with its own W&B service, not the one this pytest process started
+    environ.pop("WANDB_SERVICE", None)
     return {
         **environ,
         "PATH": f"{bin_dir}{os.pathsep}{environ['PATH']}",
