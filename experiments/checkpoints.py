@@ -14,11 +14,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class LatestCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` after every evaluation and when training ends (``max_steps`` between evaluations)."""
+    """``last.ckpt`` after every evaluation, or every ``every_n_train_steps`` optimizer steps when given
+    (long evaluation periods: a node lost between two evaluations costs at most that many steps), and
+    when training ends (``max_steps`` between two saves)."""
 
-    def __init__(self, dirpath: str | Path) -> None:
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None) -> None:
         super().__init__(
-            dirpath=dirpath, filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1, enable_version_counter=False
+            dirpath=dirpath,
+            filename=self.CHECKPOINT_NAME_LAST,
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+            every_n_train_steps=every_n_train_steps,
         )
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -26,8 +33,10 @@ class LatestCheckpoint(ModelCheckpoint):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
-def run_checkpoints(dirpath: str | Path, main_metric: str, mode: str) -> list[ModelCheckpoint]:
+def run_checkpoints(
+    dirpath: str | Path, main_metric: str, mode: str, latest_every_n_steps: int | None = None
+) -> list[ModelCheckpoint]:
     best = ModelCheckpoint(
         dirpath=dirpath, filename="best-{step}", monitor=main_metric, mode=mode, auto_insert_metric_name=False
     )
-    return [best, LatestCheckpoint(dirpath)]
+    return [best, LatestCheckpoint(dirpath, latest_every_n_steps)]

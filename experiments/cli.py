@@ -51,6 +51,8 @@ class ZooCLI(LightningCLI):
                             help="Log to Weights & Biases (offline when no credentials); false: CSV only.")
         parser.add_argument("--wandb_project", type=str, default="vision-zoo")
         parser.add_argument("--tags", type=list[str], default=[], help="W&B tags.")
+        parser.add_argument("--checkpoint_every_n_steps", type=int | None, default=None,
+                            help="Also rewrite checkpoints/last.ckpt every N steps (default: at each evaluation).")
         parser.add_argument("--published", type=list[PublishedResult], default=[],
                             help="The paper's / official code's numbers for this experiment (zoo compare).")
 
@@ -82,7 +84,10 @@ class ZooCLI(LightningCLI):
             BatchSeeding(),
         ]
         if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
-            defaults += run_checkpoints(location.checkpoints, self.model.main_metric, self.model.main_metric_mode)
+            defaults += run_checkpoints(
+                location.checkpoints, self.model.main_metric, self.model.main_metric_mode,
+                config.checkpoint_every_n_steps,
+            )
         if SLURMEnvironment.detect():  # checkpoint + requeue on SIGUSR1 at a step boundary, not Lightning's way
             defaults.append(RequeueOnSignal())
             if trainer_config.get("plugins") is None:
