@@ -22,7 +22,7 @@ from experiments.slurm_requeue import (
     requeue_slurm_job,
     resume_checkpoint,
 )
-from tests.cli_runs import REPO_ROOT, read_metrics, zoo_arguments
+from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_subprocess, zoo_arguments
 
 JOB_ID = "4242"
 EXPERIMENT = "mask_rcnn_synthetic"
@@ -161,6 +161,20 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_in_the_same_r
     assert len(wandb_runs) == 2, wandb_runs  # one per start, one W&B run id: `wandb sync` appends
     assert {path.name.split("-", 3)[-1] for path in wandb_runs} == {f"{EXPERIMENT}-slurm-{JOB_ID}"}
     assert scontrol_calls.read_text().splitlines() == [f"requeue {JOB_ID}"]
+
+    if ranks == 1:
+        # Exact: the same weights as a job never interrupted (resumed from a batch-end checkpoint, whose
+        # step depended on when the signal came), both with one thread per process.
+        run_zoo_subprocess(
+            "fit", tiny_synthetic, tmp_path / "reference", "uninterrupted", "--trainer.accelerator=cpu",
+            "--data.init_args.num_workers=1", f"--trainer.max_steps={saved_step + 2}", "--wandb=false",
+        )
+        reference = tmp_path / "reference" / EXPERIMENT / "uninterrupted" / "checkpoints" / "last.ckpt"
+        resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        expected = torch.load(reference, map_location="cpu", weights_only=False)
+        assert resumed["global_step"] == expected["global_step"] == saved_step + 2
+        for name, value in expected["state_dict"].items():
+            assert torch.equal(resumed["state_dict"][name], value), name
 
 
 def _touch(path: Path, mtime_ns: int) -> Path:
