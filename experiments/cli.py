@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from experiments.batch_seeding import BatchSeeding
 from experiments.callbacks import MetricsFileWriter
 from experiments.checkpoints import run_checkpoints
+from experiments.prediction_writer import JsonPredictionWriter
 from experiments.published import PublishedResult
 from experiments.run_location import RunLocation, resolve_run_location
 from experiments.save_config import SaveAndLogConfig
@@ -82,6 +83,7 @@ class ZooCLI(LightningCLI):
             LearningRateMonitor(logging_interval="step"),
             MetricsFileWriter(location.root / "metrics.jsonl"),
             BatchSeeding(),
+            JsonPredictionWriter(location.root),
         ]
         if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
             defaults += run_checkpoints(

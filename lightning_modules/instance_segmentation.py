@@ -4,7 +4,9 @@ and W&B overlays. A method subclass only says how its losses are computed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
@@ -14,8 +16,10 @@ from torch import Tensor, nn
 from lightning_modules.lr_schedules import warmup_multistep
 from lightning_modules.wandb_overlays import instance_overlay
 from metrics.coco_evaluation import COCOEvaluation
+from metrics.coco_results import coco_detections, keep_mapped_labels
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
+log = logging.getLogger(__name__)
 
 
 class InstanceSegmentationModule(LightningModule):
@@ -43,6 +47,7 @@ class InstanceSegmentationModule(LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.evaluators = nn.ModuleDict()
         self.class_names: list[str] = []
+        self.label_to_category_id: dict[int, int] = {}
         self._overlays: list = []
 
     def compute_losses(self, images: list[Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -65,6 +70,7 @@ class InstanceSegmentationModule(LightningModule):
                 f"{needed - 1}: set model.init_args.num_classes to {needed}"
             )
         self.class_names = list(datamodule.class_names)
+        self.label_to_category_id = dict(datamodule.label_to_category_id)
         annotation_files = {
             "val": datamodule.val_annotation_file,
             "test": getattr(datamodule, "test_annotation_file", None) or datamodule.val_annotation_file,
@@ -132,6 +138,16 @@ class InstanceSegmentationModule(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
-        images, _ = batch
-        return self(images)
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        """COCO results (RLE masks) rather than full-size mask probabilities, which for a whole split
+        would not fit in memory; detections of labels without a category id are dropped and logged."""
+        images, targets = batch
+        results = []
+        for prediction, target in zip(self(images), targets, strict=True):
+            image_id = int(target["image_id"])
+            prediction, dropped = keep_mapped_labels(prediction, self.label_to_category_id)
+            if dropped:
+                log.warning("image_id %d: %d detections of labels %s without a category id were not written",
+                            image_id, len(dropped), sorted(set(dropped)))
+            results += coco_detections(prediction, image_id, self.label_to_category_id)
+        return results

@@ -15,19 +15,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from metrics.coco_results import encode_masks, keep_mapped_labels
+
 IOU_TYPES = ("bbox", "segm")
 # The first six numbers of COCOeval.stats, in COCOeval.summarize() order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Columns of the per-detection rows: image id, category id, box XYWH, score.
 DETECTION_COLUMNS = 7
-DETECTION_KEYS = ("boxes", "labels", "scores", "masks")
 log = logging.getLogger(__name__)
 
 
@@ -139,17 +139,12 @@ class COCOEvaluation(Metric):
     def _drop_unmapped_labels(self, pred: dict[str, Tensor], image_id: int) -> dict[str, Tensor]:
         """Detections of labels with no category (e.g. the unused ids of torchvision's 91-way COCO head)
         cannot be scored: they are dropped, counted in ``unmapped_detections`` and logged."""
-        if self.label_to_category_id is None:
-            return pred
-        known = torch.tensor([label in self.label_to_category_id for label in pred["labels"].tolist()],
-                             dtype=torch.bool, device=pred["labels"].device)
-        if bool(known.all()):
-            return pred
-        dropped = int((~known).sum())
-        self.unmapped_detections += dropped
-        log.warning("image_id %d: dropped %d detections whose labels %s have no category id (%d so far)",
-                    image_id, dropped, sorted(set(pred["labels"][~known].tolist())), self.unmapped_detections)
-        return {key: value[known] if key in DETECTION_KEYS else value for key, value in pred.items()}
+        pred, dropped = keep_mapped_labels(pred, self.label_to_category_id)
+        if dropped:
+            self.unmapped_detections += len(dropped)
+            log.warning("image_id %d: dropped %d detections whose labels %s have no category id (%d so far)",
+                        image_id, len(dropped), sorted(set(dropped)), self.unmapped_detections)
+        return pred
 
     def _category_id(self, label: int) -> int:
         if self.label_to_category_id is None:
@@ -157,15 +152,13 @@ class COCOEvaluation(Metric):
         return self.label_to_category_id[label]
 
     def _encode_masks(self, masks: Tensor, image_id: int) -> list[dict[str, Any]]:
-        """Threshold at 0.5 and RLE-encode, as torchvision's references/detection/coco_eval.py does."""
         image = self.coco_gt.imgs[image_id]
-        binary = (masks.detach() > 0.5).reshape(-1, *masks.shape[-2:]).to("cpu", torch.uint8).numpy()
-        if binary.shape[1:] != (image["height"], image["width"]):
+        if tuple(masks.shape[-2:]) != (image["height"], image["width"]):
             raise ValueError(
-                f"masks for image_id {image_id} are {binary.shape[1]}x{binary.shape[2]}, but the image is "
+                f"masks for image_id {image_id} are {masks.shape[-2]}x{masks.shape[-1]}, but the image is "
                 f"{image['height']}x{image['width']} in the annotation file: paste masks in the original size"
             )
-        return mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+        return encode_masks(masks)
 
     def _box_results(self, detections: np.ndarray) -> list[dict[str, Any]]:
         return [

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from lightning.pytorch import Callback
 
 
 class LastCheckpointSpy(Callback):
-    seen: list[tuple[int, int | None]] = []  # (global step, global step stored in last.ckpt)
+    seen: ClassVar[list[tuple[int, int | None]]] = []  # (global step, global step stored in last.ckpt)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"

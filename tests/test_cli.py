@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -110,3 +111,17 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metric(tiny_synthetic
     assert single["val/bbox/AP50"] > 0.0, "the tiny model must detect something for the comparison to mean anything"
     for name in metric_names:
         assert distributed[name] == pytest.approx(single[name], abs=1e-9), name
+
+
+def test_predict_writes_coco_results_that_pycocotools_loads(tiny_synthetic: Path, tmp_path: Path):
+    from pycocotools.coco import COCO
+
+    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "predicted", "--wandb=false")
+    run_zoo_in_process("predict", tiny_synthetic, tmp_path, "predicted", "--wandb=false", "--ckpt_path=last")
+    results = json.loads((tmp_path / "mask_rcnn_synthetic" / "predicted" / "predictions.json").read_text())
+    assert results, "the tiny model must detect something"
+    assert {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(results[0])
+    ground_truth = COCO(str(tiny_synthetic / "annotations" / "instances_val.json"))
+    detections = ground_truth.loadRes(results)
+    assert set(detections.getImgIds()) <= set(ground_truth.getImgIds())
+    assert {r["category_id"] for r in results} <= set(ground_truth.getCatIds())
