@@ -24,7 +24,7 @@ def resnet_fpn_backbone(
     fpn_channels: int = 256,
     frozen_bn: bool = True,
     trainable_layers: int = 3,
-    weights_path: str | Path | None = None,
+    weights_path: str | None = None,
 ) -> BackboneWithFPN:
     """ResNet-``depth`` with an FPN on C2-C5 plus a max-pooled P6 (Mask R-CNN paper Sec. 3.
     "Network Architecture"); returns features ``{"0": P2, ..., "3": P5, "pool": P6}``.
@@ -40,6 +40,11 @@ def resnet_fpn_backbone(
         raise ValueError(f"trainable_layers must be in [0, 5], got {trainable_layers}")
     body = RESNETS[depth](weights=None, norm_layer=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
     if weights_path is not None:
+        if not Path(weights_path).is_file():
+            raise FileNotFoundError(
+                f"backbone weights {weights_path} not found: put torchvision's ImageNet ResNet-{depth} state dict "
+                f"there (e.g. resnet50-0676ba61.pth), or set backbone_weights to null to train from scratch"
+            )
         body.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
     trainable = _STAGES_TOP_DOWN[:trainable_layers] + (("bn1",) if trainable_layers == 5 else ())
     for name, parameter in body.named_parameters():

@@ -9,7 +9,6 @@ them the module's state dict is key-for-key that model's, and its eval outputs a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,7 +50,7 @@ class MaskRCNN(nn.Module):
         backbone_depth: int = 50,
         frozen_bn: bool = True,
         trainable_backbone_layers: int = 3,
-        backbone_weights: str | Path | None = None,
+        backbone_weights: str | None = None,
         fpn_channels: int = 256,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
