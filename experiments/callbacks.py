@@ -14,6 +14,12 @@ class MetricsFileWriter(Callback):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._checkpoint_step: int | None = None
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        """``zoo validate/test --ckpt_path ...`` evaluates a checkpoint: record its training step (the
+        trainer's own step counter stays 0 outside ``fit``)."""
+        self._checkpoint_step = checkpoint.get("global_step")
 
     def _write(self, trainer: Trainer, stage: str) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
@@ -26,7 +32,11 @@ class MetricsFileWriter(Callback):
         if not metrics:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"stage": stage, "epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
+        fitting = trainer.state.fn == "fit"
+        step = trainer.global_step if fitting or self._checkpoint_step is None else self._checkpoint_step
+        record = {"stage": stage, "epoch": trainer.current_epoch, "step": step, **metrics}
+        if not fitting:
+            record["checkpoint"] = str(trainer.ckpt_path) if trainer.ckpt_path else None
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
 

@@ -91,7 +91,9 @@ def read_metrics_file(path: Path) -> list[dict[str, float]]:
         except ValueError as error:
             bad_lines.append(f"line {number} ({error})")
             continue
-        evaluations.append({name: value for name, value in record.items() if name not in ("stage", "epoch")})
+        evaluations.append(
+            {name: value for name, value in record.items() if name not in ("stage", "epoch") and is_number(value)}
+        )
     if bad_lines:
         logger.warning("%s: skipped %d malformed line(s): %s", path, len(bad_lines), "; ".join(bad_lines))
     return merge_by_step(evaluations)

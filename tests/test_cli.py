@@ -106,6 +106,8 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metric(tiny_synthetic
     )
     [single] = read_metrics(tmp_path / "mask_rcnn_synthetic" / "single")
     [distributed] = read_metrics(tmp_path / "mask_rcnn_synthetic" / "ddp")
+    assert single["step"] == distributed["step"] == 4  # the checkpoint's training step
+    assert single["checkpoint"] == distributed["checkpoint"] == str(checkpoint)
     metric_names = [name for name in single if name.startswith("val/")]
     assert len(metric_names) == 12
     assert single["val/bbox/AP50"] > 0.0, "the tiny model must detect something for the comparison to mean anything"
