@@ -17,34 +17,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from datamodules.synthetic_world import (
-    STUFF_CLASSES,
-    THING_CLASSES,
-    Scene,
-    SceneConfig,
-    Shape,
-    StuffClass,
-    Thing,
-    ThingClass,
-    render_scene,
-)
-
-__all__ = [
-    "STUFF_CLASSES",
-    "THING_CLASSES",
-    "Scene",
-    "SceneConfig",
-    "Shape",
-    "StuffClass",
-    "Thing",
-    "ThingClass",
-    "coco_annotation",
-    "coco_categories",
-    "mask_to_segmentation",
-    "render_scene",
-    "scene_rng",
-    "write_coco_instances",
-]
+from datamodules.synthetic_world import THING_CLASSES, Scene, SceneConfig, render_scene
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -10,18 +10,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from datamodules.synthetic import (
+from datamodules.synthetic import coco_annotation, mask_to_segmentation, scene_rng, write_coco_instances
+from datamodules.synthetic_world import (
     STUFF_CLASSES,
     THING_CLASSES,
     SceneConfig,
     Shape,
-    coco_annotation,
-    mask_to_segmentation,
+    paint_things,
     render_scene,
-    scene_rng,
-    write_coco_instances,
 )
-from datamodules.synthetic_world import paint_things
 from experiments.tools import synthetic as synthetic_tool
 
 
