@@ -155,8 +155,7 @@ class CocoInstancesDataModule(LightningDataModule):
             collate_detection,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            # one seed on every rank, or the shards would overlap (srun starts each rank with its own seed)
-            seed=trainer.strategy.broadcast(global_seed()) if trainer else global_seed(),
+            seed=global_seed(trainer),  # one seed on every rank, or the shards would overlap
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import albumentations as A
 import numpy as np
+from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
@@ -41,10 +42,12 @@ def augmentation_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence((seed, epoch, index)).generate_state(1, dtype=np.uint64)[0])
 
 
-def global_seed() -> int:
+def global_seed(trainer: Trainer | None = None) -> int:
     """The seed ``seed_everything`` exported (``PL_GLOBAL_SEED``; Lightning seeds its own
-    ``DistributedSampler`` from it too), else 0."""
-    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+    ``DistributedSampler`` from it too), else 0 -- rank 0's under a trainer, so that every rank agrees
+    (srun starts each rank with its own environment)."""
+    seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    return trainer.strategy.broadcast(seed) if trainer is not None else seed
 
 
 class ResumableShuffleSampler(DistributedSampler):

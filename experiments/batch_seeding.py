@@ -28,7 +28,7 @@ class BatchSeeding(Callback):
         self.seed = 0
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.seed = trainer.strategy.broadcast(global_seed())
+        self.seed = global_seed(trainer)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         entropy = (self.seed, trainer.fit_loop.total_batch_idx, trainer.global_rank)
