@@ -148,18 +148,23 @@ def index_instances(coco: COCO, annotation_file: str | Path, label_of_category: 
     return index
 
 
-def read_image(path: Path, image_id: int, height: int, width: int) -> np.ndarray:
-    """An RGB (H, W, 3) uint8 image; a missing, unreadable or wrongly sized file raises, naming it."""
+def read_image(path: Path, image_id: int, height: int, width: int, decode: bool = True) -> np.ndarray | None:
+    """An RGB (H, W, 3) uint8 image (None with ``decode=False``: only the header is read, to check the
+    file); a missing, unreadable or wrongly sized file raises, naming it."""
     try:
         with Image.open(path) as image:
-            rgb = np.array(image.convert("RGB"))
+            file_width, file_height = image.size
+            rgb = np.array(image.convert("RGB")) if decode else None
     except FileNotFoundError as e:
-        raise DatasetFormatError(f"{path}: image file for image id {image_id} not found") from e
+        raise DatasetFormatError(f"{path}: image file for image id {image_id} not found", "missing_image") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetFormatError(f"{path}: cannot read image file for image id {image_id} ({e})") from e
-    if rgb.shape[:2] != (height, width):
         raise DatasetFormatError(
-            f"{path}: image id {image_id} is {rgb.shape[1]}x{rgb.shape[0]} pixels, the annotations say {width}x{height}"
+            f"{path}: cannot read image file for image id {image_id} ({e})", "unreadable_image"
+        ) from e
+    if (file_height, file_width) != (height, width):
+        raise DatasetFormatError(
+            f"{path}: image id {image_id} is {file_width}x{file_height} pixels, the annotations say {width}x{height}",
+            "image_size_mismatch",
         )
     return rgb
 

@@ -10,12 +10,11 @@ import argparse
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from datamodules.coco_instances import InstanceIndex, category_labels, index_coco, index_instances
+from datamodules.coco_instances import InstanceIndex, category_labels, index_coco, index_instances, read_image
 from datamodules.coco_json_checks import FormatProblem, read_coco_json, structure_problems
 from datamodules.errors import DatasetFormatError
 
@@ -23,27 +22,13 @@ EXAMPLES_PER_KIND = 5
 
 
 def image_problems(coco: COCO, image_dir: Path) -> list[FormatProblem]:
-    """Missing, unreadable (header) or wrongly sized image files."""
+    """Missing, unreadable (header) or wrongly sized image files: the dataset's own checks."""
     problems = []
     for image_id, info in tqdm(sorted(coco.imgs.items()), desc="image headers", unit="img", disable=None):
-        path = image_dir / info["file_name"]
         try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except FileNotFoundError:
-            problems.append(FormatProblem("missing_image", f"{path}: image file for image id {image_id} not found"))
-            continue
-        except (OSError, SyntaxError, ValueError) as e:
-            problems.append(FormatProblem("unreadable_image", f"{path}: cannot read image id {image_id} ({e})"))
-            continue
-        if (height, width) != (info["height"], info["width"]):
-            problems.append(
-                FormatProblem(
-                    "image_size_mismatch",
-                    f"{path}: image id {image_id} is {width}x{height} pixels, "
-                    f"the annotations say {info['width']}x{info['height']}",
-                )
-            )
+            read_image(image_dir / info["file_name"], image_id, info["height"], info["width"], decode=False)
+        except DatasetFormatError as error:
+            problems.append(FormatProblem(error.kind, str(error)))
     return problems
 
 
