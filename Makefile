@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml
 
 venv: $(INSTALLED)
 
-$(SYNTHETIC)/annotations/instances_val.json: $(INSTALLED) $(wildcard datamodules/synthetic*.py)
+$(SYNTHETIC)/annotations/instances_val.json: $(INSTALLED) $(wildcard datamodules/synthetic/*.py)
 	$(BIN)/zoo synthetic --out $(SYNTHETIC) --train-images 600 --val-images 100 --size 128 --seed 0
 
 # Writes the synthetic world, trains Mask R-CNN on it on the CPU, evaluates the last checkpoint with

@@ -9,7 +9,7 @@ from datamodules.coco_instances import CocoInstancesDataset
 from datamodules.collate import collate_detection
 from datamodules.errors import DatasetFormatError
 from datamodules.instance_transforms import train_transforms
-from datamodules.resumable_loader import ResumableDataLoader, global_seed, resumable_train_loader
+from zoo.training.resumable_loader import ResumableDataLoader, global_seed, resumable_train_loader
 
 
 class CocoInstancesDataModule(LightningDataModule):
@@ -18,7 +18,7 @@ class CocoInstancesDataModule(LightningDataModule):
     Validation, test and prediction items are untransformed (original image coordinates, as COCO
     evaluation needs); training uses ``instance_transforms.train_transforms(flip_prob, color_jitter)``.
     Batches are ``(list of images, list of targets)`` (``collate_detection``). The training loader
-    resumes exactly mid-epoch, order and augmentations included (``datamodules.resumable_loader``).
+    resumes exactly mid-epoch, order and augmentations included (``zoo.training.resumable_loader``).
 
     Args:
         train_images: folder the training JSON's ``file_name`` entries are relative to.

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.cli import run_cli
+from zoo.cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIGS = [

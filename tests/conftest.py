@@ -31,7 +31,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic COCO world (8 train / 5 val images of 64 px): 5 so DDP pads a rank."""
-    from datamodules.synthetic import write_coco_instances
+    from datamodules.synthetic.coco_writer import write_coco_instances
 
     out = tmp_path_factory.mktemp("synthetic")
     write_coco_instances(out, "train", num_images=8, image_size=64, seed=0)

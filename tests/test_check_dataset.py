@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.synthetic import write_coco_instances
-from experiments.tools.check_dataset import main
+from datamodules.synthetic.coco_writer import write_coco_instances
+from zoo.tools.check_dataset import main
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 

@@ -11,8 +11,8 @@ import torch
 import wandb
 import yaml
 
-from experiments.cli import main
 from tests.cli_runs import read_metrics, run_zoo_in_process, run_zoo_subprocess
+from zoo.cli import main
 
 
 @pytest.fixture(autouse=True)

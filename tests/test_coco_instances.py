@@ -16,7 +16,7 @@ from torchvision.ops import masks_to_boxes
 from datamodules.coco_instances import CocoInstancesDataset
 from datamodules.errors import DatasetFormatError
 from datamodules.instance_transforms import instance_bbox_params, train_transforms
-from datamodules.synthetic import write_coco_instances
+from datamodules.synthetic.coco_writer import write_coco_instances
 from tests.coco_files import GOOD, HEIGHT, WIDTH, annotation, edit_categories, rect_polygon, write_coco
 
 # pycocotools 2.0.x under numpy 2 warns inside its own decode; nothing this project can change

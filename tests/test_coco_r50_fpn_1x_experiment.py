@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cli import run_cli
 from tests.cli_runs import REPO_ROOT, read_metrics
+from zoo.cli import run_cli
 
 
 @pytest.mark.slow

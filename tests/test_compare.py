@@ -1,5 +1,5 @@
-"""``zoo compare``: runs read from run directories (a real tiny fit and hand-written ones), from W&B
-transaction logs and from W&B API runs, set beside their published numbers, printed and as Markdown."""
+"""``zoo compare``: runs read from run directories (a real tiny fit and hand-written ones) and from
+W&B API runs, set beside their published numbers, printed and as Markdown."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ import pytest
 import wandb
 import yaml
 
-from experiments.cli import main as zoo_main
-from experiments.comparison_table import build_table, format_plain
-from experiments.run_location import RUN_ID_ENV
-from experiments.run_records import find_runs, read_metrics_file
-from experiments.tools import compare
-from experiments.wandb_project_runs import fetch_wandb_project_runs, record_from_wandb_api_run
-from experiments.wandb_transaction_log import read_transaction_log
 from tests.cli_runs import read_metrics, run_zoo_in_process
+from zoo.cli import main as zoo_main
+from zoo.compare.table import build_table, format_plain
+from zoo.runs.location import RUN_ID_ENV
+from zoo.runs.records import find_runs, read_metrics_file
+from zoo.tools import compare
+from zoo.tracking.wandb_project_runs import fetch_wandb_project_runs, record_from_wandb_api_run
 
 MASK_RCNN = "lightning_modules.mask_rcnn.MaskRCNNModule"
 DETECTRON2 = "detectron2 model zoo, mask_rcnn_R_50_FPN_1x (COCO val2017)"
@@ -123,46 +122,17 @@ def test_table_of_a_real_run_and_a_reproduction_beside_its_published_numbers(rea
     assert real["main published"] == "-" and real["ref"] == ""
 
 
-def test_offline_wandb_logs_replace_a_missing_metrics_file(real_run: Path, tmp_path: Path):
-    [logged] = read_metrics(real_run)
+def test_a_run_that_never_evaluated_is_listed_without_values(real_run: Path, tmp_path: Path):
+    """A run stopped before its first evaluation has a config but no metrics.jsonl (W&B's private
+    offline logs are not read): it is listed, with no values, rather than hidden."""
     run_dir = tmp_path / "mask_rcnn_synthetic" / "real"
     shutil.copytree(real_run, run_dir)
     (run_dir / "metrics.jsonl").unlink()
-    (run_dir / "config.yaml").unlink()  # the W&B log holds the config too
-    [offline_dir] = (run_dir / "wandb").glob("offline-run-*")
-    standalone = shutil.copytree(offline_dir, tmp_path / "copied-from-cluster" / offline_dir.name)
-    # a requeued run has one W&B directory per launch: they merge into one run, evaluations by step
-    shutil.copytree(offline_dir, offline_dir.with_name(offline_dir.name.replace("offline-run-", "offline-run-9")))
-
-    from_standalone, from_run_dir = find_runs(tmp_path)  # in path order: copied-... < mask_rcnn_...
-    for record in (from_run_dir, from_standalone):
-        assert (record.experiment, record.run_id, record.model_class_path) == ("mask_rcnn_synthetic", "real", MASK_RCNN)
-        assert record.source == "wandb-offline"
-        [evaluation] = record.evaluations
-        # Lightning logs a validation during fit at its logging step: one less than Trainer.global_step
-        assert evaluation["step"] == logged["step"] - 1
-        assert evaluation["val/segm/AP"] == pytest.approx(logged["val/segm/AP"])
-        assert evaluation["val/bbox/AP50"] == pytest.approx(logged["val/bbox/AP50"])
-    assert (from_standalone.location, from_run_dir.location) == (str(standalone), str(run_dir))
-    table = build_table([from_run_dir])
-    assert any("Lightning's logging step" in note for note in table.notes)
-
-
-def test_a_torn_wandb_log_keeps_the_records_before_the_tear(real_run: Path, tmp_path: Path, caplog):
-    [log_file] = (real_run / "wandb").glob("offline-run-*/run-*.wandb")
-    complete = read_transaction_log(log_file)
-    torn = tmp_path / "run-torn.wandb"
-    torn.write_bytes(log_file.read_bytes()[:-20])
-    with caplog.at_level(logging.WARNING):
-        partial = read_transaction_log(torn)
-    assert f"{torn}: torn or corrupt record" in caplog.text
-    assert partial.config["experiment"] == "mask_rcnn_synthetic"
-    assert 0 < len(partial.history) <= len(complete.history)
-
-    not_a_log = tmp_path / "run-other.wandb"
-    not_a_log.write_bytes(b"PK\x03\x04 something else")
-    with pytest.raises(ValueError, match=f"{not_a_log}: not a W&B transaction log"):
-        read_transaction_log(not_a_log)
+    [record] = find_runs(tmp_path)
+    assert (record.experiment, record.run_id, record.model_class_path) == ("mask_rcnn_synthetic", "real", MASK_RCNN)
+    assert record.evaluations == []
+    [row] = build_table([record]).rows
+    assert row[3:7] == ["-", "val/segm/AP", "-", "-"]
 
 
 def test_a_malformed_metrics_line_is_skipped_with_a_warning_naming_file_and_line(tmp_path: Path, caplog, capsys):

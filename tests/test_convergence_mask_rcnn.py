@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.synthetic import write_coco_instances
-from experiments.cli import run_cli
+from datamodules.synthetic.coco_writer import write_coco_instances
 from tests.cli_runs import REPO_ROOT, data_arguments, read_metrics
+from zoo.cli import run_cli
 
 TIME_BUDGET_S = 600
 TARGET_MASK_AP50 = 0.7

@@ -5,8 +5,8 @@ are deterministic, so no tolerance is needed).
 The tiny config has 8 training images in batches of 2: 4 steps per epoch, validation at step 4. So the
 stop at step 3 is mid-epoch, the resumed run crosses an epoch boundary and a validation (which draws from
 the global random generators), and training shuffles and augments (flip, colour jitter) throughout. What
-makes it exact: the training DataLoader's state (``datamodules.resumable_loader``) and the per-batch
-seeding of the global random generators (``experiments.batch_seeding``).
+makes it exact: the training DataLoader's state (``zoo.training.resumable_loader``) and the per-batch
+seeding of the global random generators (``zoo.training.batch_seeding``).
 """
 
 from __future__ import annotations

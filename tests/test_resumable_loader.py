@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, SequentialSampler
 
-from datamodules.resumable_loader import (
+from zoo.training.resumable_loader import (
     ResumableDataLoader,
     ResumableShuffleSampler,
     SeededAugmentation,

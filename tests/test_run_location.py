@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from experiments.run_location import RUN_ID_ENV, resolve_run_id, resolve_run_location, slurm_run_id
-from experiments.wandb_setup import wandb_credentials_available, wandb_mode
+from zoo.runs.location import RUN_ID_ENV, resolve_run_id, resolve_run_location, slurm_run_id
+from zoo.tracking.wandb_setup import wandb_credentials_available, wandb_mode
 
 
 def test_explicit_id_wins_then_exported_then_slurm():

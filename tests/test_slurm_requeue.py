@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.run_location import RunLocation
-from experiments.slurm_requeue import (
+from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_subprocess, zoo_arguments
+from zoo.cluster.slurm_requeue import (
     newest_checkpoint,
     next_requeue_checkpoint,
     requeue_slurm_job,
     resume_checkpoint,
 )
-from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_subprocess, zoo_arguments
+from zoo.runs.location import RunLocation
 
 JOB_ID = "4242"
 EXPERIMENT = "mask_rcnn_synthetic"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.cli import run_cli
+from zoo.cli import run_cli
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "experiments" / "slurm" / "train.sbatch"

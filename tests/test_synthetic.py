@@ -10,8 +10,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from datamodules.synthetic import coco_annotation, mask_to_segmentation, scene_rng, write_coco_instances
-from datamodules.synthetic_world import (
+from datamodules.synthetic.coco_writer import (
+    coco_annotation,
+    mask_to_segmentation,
+    scene_rng,
+    write_coco_instances,
+)
+from datamodules.synthetic.world import (
     STUFF_CLASSES,
     THING_CLASSES,
     SceneConfig,
@@ -19,7 +24,7 @@ from datamodules.synthetic_world import (
     paint_things,
     render_scene,
 )
-from experiments.tools import synthetic as synthetic_tool
+from zoo.tools import synthetic as synthetic_tool
 
 
 def _files(root: Path) -> dict[str, bytes]:

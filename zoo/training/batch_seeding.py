@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from datamodules.resumable_loader import global_seed
+from zoo.training.resumable_loader import global_seed
 
 
 class BatchSeeding(Callback):

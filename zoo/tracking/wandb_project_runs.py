@@ -7,8 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from experiments.run_records import EVALUATION_STAGES, RunRecord, evaluations_from_history, record_from_config
-from experiments.wandb_transaction_log import is_number
+from zoo.runs.records import (
+    EVALUATION_STAGES,
+    RunRecord,
+    evaluations_from_history,
+    is_number,
+    record_from_config,
+)
 
 STEP_KEY = "trainer/global_step"
 

@@ -2,9 +2,9 @@
 paper-reproduction experiment declares (``published:`` in its YAML), printed and written as Markdown.
 
 Runs come from local run directories (``runs/`` by default, or the run, experiment or W&B run
-directories given as arguments; see ``experiments.run_records``) and, with ``--wandb-project`` and
-W&B credentials, from a W&B project (``experiments.wandb_project_runs``). Metric names and display
-rules: ``experiments.comparison_table``. The Markdown table goes to ``<runs-dir>/compare.md`` unless
+directories given as arguments; see ``zoo.runs.records``) and, with ``--wandb-project`` and
+W&B credentials, from a W&B project (``zoo.tracking.wandb_project_runs``). Metric names and display
+rules: ``zoo.compare.table``. The Markdown table goes to ``<runs-dir>/compare.md`` unless
 ``--markdown FILE`` or ``--no-markdown`` says otherwise.
 
   zoo compare                                      # every run under runs/
@@ -19,10 +19,10 @@ import logging
 import sys
 from pathlib import Path
 
-from experiments.comparison_table import build_table, format_markdown, format_plain
-from experiments.run_records import RunRecord, find_runs
-from experiments.wandb_project_runs import fetch_wandb_project_runs
-from experiments.wandb_setup import wandb_credentials_available
+from zoo.compare.table import build_table, format_markdown, format_plain
+from zoo.runs.records import RunRecord, find_runs
+from zoo.tracking.wandb_project_runs import fetch_wandb_project_runs
+from zoo.tracking.wandb_setup import wandb_credentials_available
 
 DEFAULT_RUNS_DIR = Path("runs")
 

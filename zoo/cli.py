@@ -18,16 +18,16 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
-from experiments.batch_seeding import BatchSeeding
-from experiments.callbacks import MetricsFileWriter
-from experiments.checkpoints import run_checkpoints
-from experiments.prediction_writer import JsonPredictionWriter
-from experiments.published import PublishedResult
-from experiments.run_location import RunLocation, resolve_run_location
-from experiments.save_config import SaveAndLogConfig
-from experiments.slurm_requeue import RequeueOnSignal, resume_checkpoint
-from experiments.tools import check_dataset, compare, synthetic
-from experiments.wandb_setup import make_wandb_logger
+from zoo.cluster.slurm_requeue import RequeueOnSignal, resume_checkpoint
+from zoo.compare.published import PublishedResult
+from zoo.runs.checkpoints import run_checkpoints
+from zoo.runs.config_file import SaveAndLogConfig
+from zoo.runs.location import RunLocation, resolve_run_location
+from zoo.runs.metrics_file import MetricsFileWriter
+from zoo.runs.prediction_writer import JsonPredictionWriter
+from zoo.tools import check_dataset, compare, synthetic
+from zoo.tracking.wandb_setup import make_wandb_logger
+from zoo.training.batch_seeding import BatchSeeding
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": synthetic.main,

@@ -24,8 +24,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from experiments.published import PublishedResult
-from experiments.run_records import RunRecord
+from zoo.compare.published import PublishedResult
+from zoo.runs.records import RunRecord
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def build_table(records: Sequence[RunRecord], metrics: Sequence[str] = ()) -> Ta
         "Δ = run - published. Metrics on the [0, 1] scale are in points (x100); n/a: no ground truth of that size.",
         *(f"[{number}] {source}" for number, source in enumerate(sources, start=1)),
     ]
-    if any(record.source != "metrics.jsonl" for record in records):
+    if any(record.source == "wandb" for record in records):
         notes.insert(1, "step: Trainer.global_step from metrics.jsonl; W&B rows show Lightning's logging step "
                         "(trainer/global_step), one less for a validation during fit.")
     return Table(header=header, numeric=numeric, rows=rows, notes=notes)

@@ -3,13 +3,10 @@ class, the published numbers its config declares, and its evaluations (one dict 
 
 Sources, per run directory ``<runs_dir>/<experiment>/<run_id>/``:
 - ``config.yaml`` (saved by the CLI): ``experiment``, ``run_id``, ``model.class_path``, ``published``;
-- ``metrics.jsonl`` (``experiments.callbacks.MetricsFileWriter``): one JSON object per evaluation with
-  ``step`` = ``Trainer.global_step``. The primary source: plain, written on every run, W&B or not;
-- when there is no ``metrics.jsonl``, the W&B transaction logs under ``wandb/`` (offline and online
-  runs write one per launch; a requeued run has several and they are merged in launch order).
-A standalone W&B run directory (``offline-run-*`` with a ``run-*.wandb`` inside, e.g. copied from a
-cluster) is a run too: its config comes from the log. Steps from W&B are Lightning's logging step
-(``trainer/global_step``), which for a validation inside training is one less than ``Trainer.global_step``.
+- ``metrics.jsonl`` (``zoo.runs.metrics_file.MetricsFileWriter``): one JSON object per evaluation with
+  ``step`` = ``Trainer.global_step``, written by every run, W&B or not.
+(W&B's offline ``.wandb`` files are not read: their format is private to W&B, and every run has its
+``metrics.jsonl``; ``wandb sync`` uploads them and ``zoo compare --wandb-project`` reads them back.)
 
 A malformed ``metrics.jsonl`` line (a job killed mid-write leaves a torn last line) is skipped and
 counted in a warning naming the file and line: one broken run must not hide the others.
@@ -26,13 +23,11 @@ from typing import Any
 
 import yaml
 
-from experiments.published import PublishedResult
-from experiments.wandb_transaction_log import WandbRunLog, is_number, read_transaction_log
+from zoo.compare.published import PublishedResult
 
 logger = logging.getLogger(__name__)
 
 EVALUATION_STAGES = ("val", "test")
-WANDB_LOG_GLOB = "*run-*/run-*.wandb"
 
 
 @dataclass
@@ -42,11 +37,15 @@ class RunRecord:
 
     experiment: str
     run_id: str
-    source: str  # where the metrics come from: "metrics.jsonl", "wandb-offline" (a .wandb log), "wandb" (the API)
+    source: str  # where the metrics come from: "metrics.jsonl" or "wandb" (the API)
     location: str  # a path or a URL
     model_class_path: str | None = None
     published: list[PublishedResult] = field(default_factory=list)
     evaluations: list[dict[str, float]] = field(default_factory=list)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def published_results(entries: Any, where: str) -> list[PublishedResult]:
@@ -123,24 +122,6 @@ def evaluations_from_history(rows: Iterable[Mapping[str, Any]]) -> list[dict[str
     return merge_by_step(evaluations)
 
 
-def _read_wandb_logs(paths: list[Path]) -> tuple[dict[str, Any], list[dict[str, float]], WandbRunLog | None]:
-    """Config and evaluations merged over a run's transaction logs (launch order); unreadable logs are
-    skipped with a warning."""
-    config: dict[str, Any] = {}
-    rows: list[dict[str, float]] = []
-    last = None
-    for path in sorted(paths, key=lambda log: log.parent.name.removeprefix("offline-")):  # launch time
-        try:
-            run_log = read_transaction_log(path)
-        except (ValueError, OSError) as error:
-            logger.warning("%s; skipped", error)
-            continue
-        config.update(run_log.config)
-        rows.extend(run_log.history)
-        last = run_log
-    return config, evaluations_from_history(rows), last
-
-
 def read_run_dir(run_dir: Path) -> RunRecord | None:
     """A zoo run directory; None (with a warning) when its config.yaml cannot be read."""
     config: Any = {}
@@ -155,43 +136,19 @@ def read_run_dir(run_dir: Path) -> RunRecord | None:
             logger.warning("%s: not a mapping; run skipped", config_file)
             return None
     metrics_file = run_dir / "metrics.jsonl"
-    if metrics_file.is_file():
-        source, evaluations = "metrics.jsonl", read_metrics_file(metrics_file)
-    else:
-        logged_config, evaluations, _ = _read_wandb_logs(list((run_dir / "wandb").glob(WANDB_LOG_GLOB)))
-        source, config = "wandb-offline", config or logged_config
-    return record_from_config(config, run_dir.parent.name, run_dir.name, source, str(run_dir), evaluations)
-
-
-def read_wandb_run_dir(wandb_run_dir: Path) -> RunRecord | None:
-    """A standalone W&B run directory (``offline-run-<time>-<id>/`` holding ``run-<id>.wandb``)."""
-    config, evaluations, run_log = _read_wandb_logs(list(wandb_run_dir.glob("run-*.wandb")))
-    if run_log is None:
-        return None
-    return record_from_config(config, run_log.group or run_log.project, run_log.display_name or run_log.wandb_id,
-                              "wandb-offline", str(wandb_run_dir), evaluations)
+    evaluations = read_metrics_file(metrics_file) if metrics_file.is_file() else []  # none evaluated yet
+    return record_from_config(config, run_dir.parent.name, run_dir.name, "metrics.jsonl", str(run_dir), evaluations)
 
 
 def is_run_dir(path: Path) -> bool:
-    return (
-        (path / "config.yaml").is_file()
-        or (path / "metrics.jsonl").is_file()
-        or any((path / "wandb").glob(WANDB_LOG_GLOB))
-    )
-
-
-def is_wandb_run_dir(path: Path) -> bool:
-    return any(path.glob("run-*.wandb"))
+    return (path / "config.yaml").is_file() or (path / "metrics.jsonl").is_file()
 
 
 def find_runs(root: Path) -> list[RunRecord]:
-    """Every run under ``root`` (itself a run, an experiment folder, a runs folder, or a folder of
-    W&B runs), in path order; run directories are not searched further."""
+    """Every run under ``root`` (itself a run, an experiment folder or a runs folder), in path order;
+    run directories are not searched further."""
     if is_run_dir(root):
-        records = [read_run_dir(root)]
-    elif is_wandb_run_dir(root):
-        records = [read_wandb_run_dir(root)]
-    else:
-        children = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
-        return [record for child in children for record in find_runs(child)]
-    return [record for record in records if record is not None]
+        record = read_run_dir(root)
+        return [record] if record is not None else []
+    children = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
+    return [record for child in children for record in find_runs(child)]

@@ -8,8 +8,8 @@ train images; the same arguments always give byte-identical files.
 import argparse
 from pathlib import Path
 
-from datamodules.synthetic import write_coco_instances
-from datamodules.synthetic_world import SceneConfig
+from datamodules.synthetic.coco_writer import write_coco_instances
+from datamodules.synthetic.world import SceneConfig
 
 
 def _non_negative(text: str) -> int:

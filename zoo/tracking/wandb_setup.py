@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from experiments.run_location import RunLocation
+from zoo.runs.location import RunLocation
 
 WANDB_HOST = "api.wandb.ai"
 

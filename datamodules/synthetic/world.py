@@ -1,12 +1,12 @@
 """The synthetic world: shapes ("things") of a few classes on textured "stuff" regions, as ``Scene`` objects.
 
 A scene is rendered once from a numpy ``Generator`` and then written by format-specific writers
-(``datamodules.synthetic``), so every format sees the same world. Things keep their full shape
+(``datamodules.synthetic.coco_writer``), so every format sees the same world. Things keep their full shape
 parameters (class, centre, size, angle, colour), from which keypoints and a (u, v) surface
 parameterisation can be derived (``Shape.to_image`` / ``Shape.to_local``), and their *visible* mask:
 later things paint over earlier ones, and a thing whose visible part falls below
 ``SceneConfig.min_visible_fraction`` of its full area is left out (not painted, not annotated).
-Coordinates follow the COCO convention of ``datamodules.synthetic_render``.
+Coordinates follow the COCO convention of ``datamodules.synthetic.render``.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datamodules.synthetic_render import (
+from datamodules.synthetic.render import (
     Outline,
     checker_texture,
     fill_polygon,

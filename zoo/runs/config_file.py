@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 
-from experiments.run_metadata import git_commit, parameter_counts
+from zoo.runs.metadata import git_commit, parameter_counts
 
 
 class SaveAndLogConfig(SaveConfigCallback):

@@ -1,4 +1,4 @@
-"""Writers of the synthetic world (``datamodules.synthetic_world``) in real dataset formats.
+"""Writers of the synthetic world (``datamodules.synthetic.world``) in real dataset formats.
 
 Image ``i`` of a split is rendered from ``scene_rng(seed, split, i)``, so it depends on neither the
 number of images nor the other split, and the same seed gives byte-identical files.
@@ -17,7 +17,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from datamodules.synthetic_world import THING_CLASSES, Scene, SceneConfig, render_scene
+from datamodules.synthetic.world import THING_CLASSES, Scene, SceneConfig, render_scene
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
