@@ -26,7 +26,8 @@ quickstart: $(SYNTHETIC)/annotations/instances_val.json
 	$(BIN)/zoo fit --config $(QUICKSTART_CONFIG) --run_id $(RUN_ID)
 	$(BIN)/zoo validate --config $(QUICKSTART_CONFIG) --run_id $(RUN_ID) --ckpt_path last
 
-test: $(INSTALLED)
+# Style first (fails fast), then the fast suite.
+test: lint
 	$(BIN)/pytest -m "not slow" -q
 
 test-slow: $(INSTALLED)
@@ -34,6 +35,7 @@ test-slow: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/mask_rcnn.py

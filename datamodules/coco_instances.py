@@ -13,7 +13,8 @@ Bad input, decided once here (``zoo check-dataset`` reports the same things for 
   unknown image id or category id, a malformed ``bbox`` or ``segmentation`` (polygon coordinates
   that are not finite numbers or reach more than an image size outside the image, an RLE whose size
   is not the image size or whose run lengths do not add up to it -- pycocotools would crash or read
-  out of bounds on these), and, per item, a missing or unreadable image file or one whose size differs from the JSON;
+  out of bounds on these), and, per item, a missing or unreadable image file or one whose size differs
+  from the JSON;
 - counted skips (the annotation stays in the JSON, so COCO evaluation still sees it, but is left out
   of the training/eval targets), counted in ``CocoInstancesDataset.skipped`` and logged once:
   ``crowd`` (``iscrowd=1``, handled by COCOeval as ignore regions), ``degenerate_box`` (box width or
@@ -92,7 +93,9 @@ def index_coco(data: dict[str, Any]) -> COCO:
     return coco
 
 
-def category_labels(coco: COCO, annotation_file: str | Path, contiguous_labels: bool = True) -> dict[int, int]:
+def category_labels(
+    coco: COCO, annotation_file: str | Path, contiguous_labels: bool = True
+) -> dict[int, int]:
     """Category id -> label: 1..C in category-id order, or the category id itself (torchvision's
     91-class COCO convention) when ``contiguous_labels`` is False. Label 0 is background."""
     category_ids = sorted(coco.cats)
@@ -100,7 +103,8 @@ def category_labels(coco: COCO, annotation_file: str | Path, contiguous_labels: 
         return {category_id: label for label, category_id in enumerate(category_ids, start=1)}
     if category_ids and category_ids[0] < 1:
         raise DatasetFormatError(
-            f"{annotation_file}: category id {category_ids[0]} cannot be a label with contiguous_labels=False "
+            f"{annotation_file}: category id {category_ids[0]} cannot be a label with "
+            "contiguous_labels=False "
             "(label 0 is background); use contiguous_labels=True"
         )
     return {category_id: category_id for category_id in category_ids}
@@ -112,7 +116,9 @@ def _rle_is_empty(segmentation: dict) -> bool:
     return sum(runs[1::2]) == 0
 
 
-def index_instances(coco: COCO, annotation_file: str | Path, label_of_category: dict[int, int]) -> InstanceIndex:
+def index_instances(
+    coco: COCO, annotation_file: str | Path, label_of_category: dict[int, int]
+) -> InstanceIndex:
     """Sort every annotation into a target instance, a counted skip or a hard error (see module docstring)."""
     index = InstanceIndex()
     for ann in coco.dataset["annotations"]:
@@ -156,14 +162,17 @@ def read_image(path: Path, image_id: int, height: int, width: int, decode: bool 
             file_width, file_height = image.size
             rgb = np.array(image.convert("RGB")) if decode else None
     except FileNotFoundError as e:
-        raise DatasetFormatError(f"{path}: image file for image id {image_id} not found", "missing_image") from e
+        raise DatasetFormatError(
+            f"{path}: image file for image id {image_id} not found", "missing_image"
+        ) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetFormatError(
             f"{path}: cannot read image file for image id {image_id} ({e})", "unreadable_image"
         ) from e
     if (file_height, file_width) != (height, width):
         raise DatasetFormatError(
-            f"{path}: image id {image_id} is {file_width}x{file_height} pixels, the annotations say {width}x{height}",
+            f"{path}: image id {image_id} is {file_width}x{file_height} pixels, "
+            f"the annotations say {width}x{height}",
             "image_size_mismatch",
         )
     return rgb
@@ -199,7 +208,9 @@ class CocoInstancesDataset(Dataset):
         self.category_id_to_label = category_labels(self.coco, self.annotation_file, contiguous_labels)
         index = index_instances(self.coco, self.annotation_file, self.category_id_to_label)
         raise_first(index.errors)
-        self.label_to_category_id = {label: category_id for category_id, label in self.category_id_to_label.items()}
+        self.label_to_category_id = {
+            label: category_id for category_id, label in self.category_id_to_label.items()
+        }
         names = {self.category_id_to_label[c]: category["name"] for c, category in self.coco.cats.items()}
         self.class_names = [names.get(label, "N/A") for label in range(1, max(names, default=0) + 1)]
         self.image_ids = sorted(self.coco.imgs)
@@ -240,8 +251,11 @@ class CocoInstancesDataset(Dataset):
             elif instance.annotation_id not in self._reported_empty:
                 self._reported_empty.add(instance.annotation_id)
                 self.skipped["empty_mask"] += 1
-                logger.warning("%s: annotation id %d skipped: its mask has no pixel",
-                               self.annotation_file, instance.annotation_id)
+                logger.warning(
+                    "%s: annotation id %d skipped: its mask has no pixel",
+                    self.annotation_file,
+                    instance.annotation_id,
+                )
         sample = InstanceSample(
             image=image,
             boxes=np.array([i.box for i in instances], dtype=np.float32).reshape(-1, 4),
@@ -253,12 +267,19 @@ class CocoInstancesDataset(Dataset):
             dropped = len(instances) - len(kept)
             if dropped:
                 self.skipped["empty_after_transform"] += dropped
-                logger.debug("%s: image id %d: augmentation emptied %d instance(s)", self.annotation_file, image_id, dropped)
+                logger.debug(
+                    "%s: image id %d: augmentation emptied %d instance(s)",
+                    self.annotation_file,
+                    image_id,
+                    dropped,
+                )
         height, width = sample.image.shape[:2]
         target = {
             "boxes": torch.from_numpy(sample.boxes),
             "labels": torch.from_numpy(sample.labels),
-            "masks": torch.from_numpy(np.stack(sample.masks)) if sample.masks else torch.zeros((0, height, width), dtype=torch.uint8),
+            "masks": torch.from_numpy(np.stack(sample.masks))
+            if sample.masks
+            else torch.zeros((0, height, width), dtype=torch.uint8),
             "image_id": torch.tensor(image_id, dtype=torch.int64),
         }
         return to_tensor(sample.image), target

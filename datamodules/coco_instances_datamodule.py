@@ -60,7 +60,9 @@ class CocoInstancesDataModule(LightningDataModule):
         self.train_images, self.train_annotations = Path(train_images), Path(train_annotations)
         self.val_images, self.val_annotations = Path(val_images), Path(val_annotations)
         self.test_images = Path(test_images) if test_images is not None else self.val_images
-        self.test_annotations = Path(test_annotations) if test_annotations is not None else self.val_annotations
+        self.test_annotations = (
+            Path(test_annotations) if test_annotations is not None else self.val_annotations
+        )
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
@@ -102,7 +104,10 @@ class CocoInstancesDataModule(LightningDataModule):
             )
         built = [d for d in (self.train_dataset, self.val_dataset, self.test_dataset) if d is not None]
         for dataset in built[1:]:
-            if dataset.label_to_category_id != built[0].label_to_category_id or dataset.class_names != built[0].class_names:
+            if (
+                dataset.label_to_category_id != built[0].label_to_category_id
+                or dataset.class_names != built[0].class_names
+            ):
                 raise DatasetFormatError(
                     f"{dataset.annotation_file} and {built[0].annotation_file} have different categories "
                     f"({dataset.class_names} vs {built[0].class_names})"

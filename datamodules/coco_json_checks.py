@@ -42,7 +42,8 @@ def short_list(values: Iterable[Any], limit: int = MAX_IDS_LOGGED) -> str:
 
 
 def read_coco_json(annotation_file: str | Path) -> dict[str, Any]:
-    """Read a COCO JSON file; a missing file, invalid JSON or missing ``images``/``categories`` lists raise."""
+    """Read a COCO JSON file; a missing file, invalid JSON or missing ``images``/``categories`` lists
+    raise."""
     annotation_file = Path(annotation_file)
     try:
         with annotation_file.open("rb") as f:
@@ -52,7 +53,9 @@ def read_coco_json(annotation_file: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetFormatError(f"{annotation_file}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise DatasetFormatError(f"{annotation_file}: top level must be a JSON object, got {type(data).__name__}")
+        raise DatasetFormatError(
+            f"{annotation_file}: top level must be a JSON object, got {type(data).__name__}"
+        )
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetFormatError(f"{annotation_file}: needs a list '{key}' at the top level")
@@ -78,13 +81,17 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
         if not isinstance(image.get("file_name"), str):
             problems.append(FormatProblem("bad_image_entry", f"{what} needs a string 'file_name'"))
         if not all(_is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
-            problems.append(FormatProblem("bad_image_entry", f"{what} needs positive integer 'height' and 'width'"))
+            problems.append(
+                FormatProblem("bad_image_entry", f"{what} needs positive integer 'height' and 'width'")
+            )
     category_ids: set[int] = set()
     for position, category in enumerate(data["categories"]):
         category_id = category.get("id") if isinstance(category, dict) else None
         what = f"{annotation_file}: category #{position} (id {category_id})"
         if not _is_int(category_id) or not isinstance(category.get("name"), str):
-            problems.append(FormatProblem("bad_category_entry", f"{what} needs an integer 'id' and a string 'name'"))
+            problems.append(
+                FormatProblem("bad_category_entry", f"{what} needs an integer 'id' and a string 'name'")
+            )
             continue
         if category_id in category_ids:
             problems.append(FormatProblem("duplicate_id", f"{what}: category id {category_id} appears twice"))
@@ -94,14 +101,18 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         what = f"{annotation_file}: annotation id {ann_id}"
         if not _is_int(ann_id):
-            problems.append(FormatProblem("bad_annotation_entry", f"{what} (#{position}) needs an integer 'id'"))
+            problems.append(
+                FormatProblem("bad_annotation_entry", f"{what} (#{position}) needs an integer 'id'")
+            )
             continue
         if ann_id in annotation_ids:
             problems.append(FormatProblem("duplicate_id", f"{what} appears twice"))
         annotation_ids.add(ann_id)
         image_id, category_id = ann.get("image_id"), ann.get("category_id")
         if not _is_int(image_id) or image_id not in image_ids:
-            problems.append(FormatProblem("unknown_image_id", f"{what} refers to image id {image_id!r}, not in 'images'"))
+            problems.append(
+                FormatProblem("unknown_image_id", f"{what} refers to image id {image_id!r}, not in 'images'")
+            )
         if not _is_int(category_id) or category_id not in category_ids:
             problems.append(
                 FormatProblem(
@@ -180,7 +191,9 @@ def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | N
     return None
 
 
-def annotation_problem(ann: dict[str, Any], annotation_file: str | Path, height: int, width: int) -> FormatProblem | None:
+def annotation_problem(
+    ann: dict[str, Any], annotation_file: str | Path, height: int, width: int
+) -> FormatProblem | None:
     """What is wrong with the ``bbox`` or ``segmentation`` of an annotation that passed
     ``structure_problems``, on an image of ``height`` x ``width`` pixels (None when both are fine)."""
     what = f"{annotation_file}: annotation id {ann['id']}"
@@ -196,5 +209,9 @@ def annotation_problem(ann: dict[str, Any], annotation_file: str | Path, height:
 def raise_first(problems: list[FormatProblem]) -> None:
     """Raise the first problem as a ``DatasetFormatError`` (saying how many more there are), if any."""
     if problems:
-        more = f" (and {len(problems) - 1} more problems; `zoo check-dataset` lists them)" if len(problems) > 1 else ""
+        more = (
+            f" (and {len(problems) - 1} more problems; `zoo check-dataset` lists them)"
+            if len(problems) > 1
+            else ""
+        )
         raise DatasetFormatError(problems[0].message + more)

@@ -5,7 +5,9 @@ from collections.abc import Sequence
 from torch import Tensor
 
 
-def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+def collate_detection(
+    batch: Sequence[tuple[Tensor, dict[str, Tensor]]],
+) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     """Turn ``[(image, target), ...]`` into ``([image, ...], [target, ...])``.
 
     Images keep their own sizes (no padding or stacking): detection models batch them internally,

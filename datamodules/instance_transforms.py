@@ -26,7 +26,9 @@ class InstanceSample(NamedTuple):
 
 def instance_bbox_params() -> A.BboxParams:
     """Box settings every instance pipeline needs: XYXY pixels, clipped, carrying the instance index."""
-    return A.BboxParams(format="pascal_voc", label_fields=["instance_index"], clip=True, filter_invalid_bboxes=True)
+    return A.BboxParams(
+        format="pascal_voc", label_fields=["instance_index"], clip=True, filter_invalid_bboxes=True
+    )
 
 
 def train_transforms(flip_prob: float = 0.5, color_jitter: float = 0.2) -> A.Compose:
@@ -35,11 +37,17 @@ def train_transforms(flip_prob: float = 0.5, color_jitter: float = 0.2) -> A.Com
     to half of the images."""
     steps: list[A.BasicTransform] = [A.HorizontalFlip(p=flip_prob)]
     if color_jitter > 0:
-        steps.append(A.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter, hue=0.0, p=0.5))
+        steps.append(
+            A.ColorJitter(
+                brightness=color_jitter, contrast=color_jitter, saturation=color_jitter, hue=0.0, p=0.5
+            )
+        )
     return A.Compose(steps, bbox_params=instance_bbox_params())
 
 
-def apply_instance_transforms(transforms: A.Compose, sample: InstanceSample) -> tuple[InstanceSample, np.ndarray]:
+def apply_instance_transforms(
+    transforms: A.Compose, sample: InstanceSample
+) -> tuple[InstanceSample, np.ndarray]:
     """Run ``transforms`` (built with :func:`instance_bbox_params`) on one sample, keeping instances in sync.
 
     Boxes are the pipeline's transformed boxes (exact for flips and scalings). An instance is dropped

@@ -60,7 +60,8 @@ class InstanceSegmentationModule(LightningModule):
         missing = [name for name in required if not hasattr(datamodule, name)]
         if missing:
             raise ValueError(
-                f"{type(self).__name__} needs a COCO-style datamodule; {type(datamodule).__name__} lacks {missing}"
+                f"{type(self).__name__} needs a COCO-style datamodule; "
+                f"{type(datamodule).__name__} lacks {missing}"
             )
         model_classes = getattr(self.model, "num_classes", None)
         needed = max(datamodule.label_to_category_id) + 1
@@ -107,7 +108,9 @@ class InstanceSegmentationModule(LightningModule):
         images, targets = batch
         predictions = self(images)
         self.evaluators[split].update(predictions, targets)
-        wants_overlays = split == "val" and isinstance(self.logger, WandbLogger) and self.trainer.is_global_zero
+        wants_overlays = (
+            split == "val" and isinstance(self.logger, WandbLogger) and self.trainer.is_global_zero
+        )
         if wants_overlays and not self.trainer.sanity_checking:
             for image, prediction, target in zip(images, predictions, targets, strict=True):
                 if len(self._overlays) >= self.hparams.overlay_images:
@@ -123,7 +126,9 @@ class InstanceSegmentationModule(LightningModule):
         self.evaluators[split].reset()
         self.log_dict({f"{split}/{name}": value for name, value in results.items()}, prog_bar=False)
         if self._overlays:
-            self.logger.experiment.log({f"{split}/predictions": self._overlays, "trainer/global_step": self.global_step})
+            self.logger.experiment.log(
+                {f"{split}/predictions": self._overlays, "trainer/global_step": self.global_step}
+            )
             self._overlays = []
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -147,7 +152,11 @@ class InstanceSegmentationModule(LightningModule):
             image_id = int(target["image_id"])
             prediction, dropped = keep_mapped_labels(prediction, self.label_to_category_id)
             if dropped:
-                log.warning("image_id %d: %d detections of labels %s without a category id were not written",
-                            image_id, len(dropped), sorted(set(dropped)))
+                log.warning(
+                    "image_id %d: %d detections of labels %s without a category id were not written",
+                    image_id,
+                    len(dropped),
+                    sorted(set(dropped)),
+                )
             results += coco_detections(prediction, image_id, self.label_to_category_id)
         return results

@@ -16,7 +16,9 @@ class WarmupMultiStepFactor:
     A callable object rather than a closure so that ``LambdaLR.state_dict`` stores it and a resumed
     run continues the same schedule."""
 
-    def __init__(self, warmup_steps: int, warmup_factor: float, milestones: Sequence[int], gamma: float) -> None:
+    def __init__(
+        self, warmup_steps: int, warmup_factor: float, milestones: Sequence[int], gamma: float
+    ) -> None:
         if list(milestones) != sorted(milestones):
             raise ValueError(f"lr milestones must be increasing, got {list(milestones)}")
         self.warmup_steps = warmup_steps

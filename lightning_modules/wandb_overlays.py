@@ -19,7 +19,9 @@ def _label_map(masks: Tensor, labels: Tensor, scores: Tensor | None) -> np.ndarr
     return label_map
 
 
-def _box_data(boxes: Tensor, labels: Tensor, scores: Tensor | None, class_labels: dict[int, str]) -> list[dict]:
+def _box_data(
+    boxes: Tensor, labels: Tensor, scores: Tensor | None, class_labels: dict[int, str]
+) -> list[dict]:
     rows = []
     for index, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist(), strict=True)):
         row = {
@@ -37,7 +39,11 @@ def _box_data(boxes: Tensor, labels: Tensor, scores: Tensor | None, class_labels
 
 
 def instance_overlay(
-    image: Tensor, prediction: dict[str, Tensor], target: dict[str, Tensor], class_names: list[str], score_threshold: float
+    image: Tensor,
+    prediction: dict[str, Tensor],
+    target: dict[str, Tensor],
+    class_names: list[str],
+    score_threshold: float,
 ) -> wandb.Image:
     """``image`` (3,H,W) in [0,1]; ``prediction`` as the model's eval output; ``target`` the batch's."""
     class_labels = {0: "background", **{label: name for label, name in enumerate(class_names, start=1)}}
@@ -45,14 +51,20 @@ def instance_overlay(
     boxes, labels, scores = prediction["boxes"][keep], prediction["labels"][keep], prediction["scores"][keep]
     pixels = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     layers_masks, layers_boxes = {}, {}
-    layers_boxes["predictions"] = {"box_data": _box_data(boxes, labels, scores, class_labels), "class_labels": class_labels}
+    layers_boxes["predictions"] = {
+        "box_data": _box_data(boxes, labels, scores, class_labels),
+        "class_labels": class_labels,
+    }
     layers_boxes["ground_truth"] = {
         "box_data": _box_data(target["boxes"], target["labels"], None, class_labels),
         "class_labels": class_labels,
     }
     if "masks" in prediction:
         masks = prediction["masks"][keep]
-        layers_masks["predictions"] = {"mask_data": _label_map(masks, labels, scores), "class_labels": class_labels}
+        layers_masks["predictions"] = {
+            "mask_data": _label_map(masks, labels, scores),
+            "class_labels": class_labels,
+        }
     if "masks" in target:
         layers_masks["ground_truth"] = {
             "mask_data": _label_map(target["masks"], target["labels"], None),

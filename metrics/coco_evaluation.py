@@ -142,8 +142,13 @@ class COCOEvaluation(Metric):
         pred, dropped = keep_mapped_labels(pred, self.label_to_category_id)
         if dropped:
             self.unmapped_detections += len(dropped)
-            log.warning("image_id %d: dropped %d detections whose labels %s have no category id (%d so far)",
-                        image_id, len(dropped), sorted(set(dropped)), self.unmapped_detections)
+            log.warning(
+                "image_id %d: dropped %d detections whose labels %s have no category id (%d so far)",
+                image_id,
+                len(dropped),
+                sorted(set(dropped)),
+                self.unmapped_detections,
+            )
         return pred
 
     def _category_id(self, label: int) -> int:

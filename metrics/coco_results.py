@@ -34,7 +34,9 @@ def keep_mapped_labels(
         return prediction, []
     dropped = [label for label, keep in zip(labels, known.tolist(), strict=True) if not keep]
     known = known.to(prediction["labels"].device)
-    return {key: value[known] if key in DETECTION_KEYS else value for key, value in prediction.items()}, dropped
+    return {
+        key: value[known] if key in DETECTION_KEYS else value for key, value in prediction.items()
+    }, dropped
 
 
 def coco_detections(
@@ -44,10 +46,14 @@ def coco_detections(
     boxes = prediction["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
     boxes[:, 2:] -= boxes[:, :2]
     labels = prediction["labels"].tolist()
-    category_ids = labels if label_to_category_id is None else [label_to_category_id[label] for label in labels]
+    category_ids = (
+        labels if label_to_category_id is None else [label_to_category_id[label] for label in labels]
+    )
     results = [
         {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
-        for category_id, box, score in zip(category_ids, boxes.tolist(), prediction["scores"].tolist(), strict=True)
+        for category_id, box, score in zip(
+            category_ids, boxes.tolist(), prediction["scores"].tolist(), strict=True
+        )
     ]
     if "masks" in prediction:
         for result, rle in zip(results, encode_masks(prediction["masks"]), strict=True):

@@ -42,7 +42,8 @@ def resnet_fpn_backbone(
     if weights_path is not None:
         if not Path(weights_path).is_file():
             raise FileNotFoundError(
-                f"backbone weights {weights_path} not found: put torchvision's ImageNet ResNet-{depth} state dict "
+                f"backbone weights {weights_path} not found: put torchvision's ImageNet ResNet-{depth} "
+                "state dict "
                 f"there (e.g. resnet50-0676ba61.pth), or set backbone_weights to null to train from scratch"
             )
         body.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))

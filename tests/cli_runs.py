@@ -26,7 +26,9 @@ def data_arguments(data_dir: Path) -> list[str]:
     ]
 
 
-def zoo_arguments(subcommand: str, data_dir: Path, runs_dir: Path, run_id: str | None, *extra: str) -> list[str]:
+def zoo_arguments(
+    subcommand: str, data_dir: Path, runs_dir: Path, run_id: str | None, *extra: str
+) -> list[str]:
     """``run_id=None``: let the CLI resolve it (e.g. from the SLURM job id)."""
     configs = [f"--config={config}" for config in BASE_CONFIGS]
     run = [f"--run_id={run_id}"] if run_id is not None else []
@@ -46,10 +48,17 @@ def run_zoo_subprocess(
     env.pop("WANDB_SERVICE", None)  # its own W&B service, as when a user runs it
     result = subprocess.run(
         [str(zoo), *zoo_arguments(subcommand, data_dir, runs_dir, run_id, *extra)],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO_ROOT,
     )
     if result.returncode != 0:
-        raise AssertionError(f"zoo {subcommand} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"zoo {subcommand} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

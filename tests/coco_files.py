@@ -31,7 +31,8 @@ def annotation(ann_id: int, bbox: list[float], segmentation: Any, **extra: Any) 
 def write_coco(
     tmp_path: Path, annotations: list[dict], edit: Callable[[dict], None] | None = None
 ) -> tuple[Path, Path]:
-    """One real 48x32 PNG (image id 1, 'a.png') and a JSON with these annotations; ``edit`` may change the JSON."""
+    """One real 48x32 PNG (image id 1, 'a.png') and a JSON with these annotations; ``edit`` may change
+    the JSON."""
     image_dir = tmp_path / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)

@@ -50,7 +50,13 @@ def test_fit_writes_config_checkpoints_metrics_and_offline_wandb(tiny_synthetic:
 def test_resume_from_last_checkpoint_continues_at_the_saved_step(tiny_synthetic: Path, tmp_path: Path):
     run_zoo_in_process("fit", tiny_synthetic, tmp_path, "resumed", "--wandb=false")
     cli = run_zoo_in_process(
-        "fit", tiny_synthetic, tmp_path, "resumed", "--wandb=false", "--trainer.max_steps=8", "--ckpt_path=last"
+        "fit",
+        tiny_synthetic,
+        tmp_path,
+        "resumed",
+        "--wandb=false",
+        "--trainer.max_steps=8",
+        "--ckpt_path=last",
     )
     assert cli.trainer.global_step == 8
     run_dir = tmp_path / "mask_rcnn_synthetic" / "resumed"
@@ -61,8 +67,14 @@ def test_resume_from_last_checkpoint_continues_at_the_saved_step(tiny_synthetic:
 
 def test_bf16_mixed_precision_trains_on_cpu(tiny_synthetic: Path, tmp_path: Path):
     cli = run_zoo_in_process(
-        "fit", tiny_synthetic, tmp_path, "bf16", "--wandb=false", "--trainer.precision=bf16-mixed",
-        "--trainer.max_steps=2", "--trainer.val_check_interval=2",
+        "fit",
+        tiny_synthetic,
+        tmp_path,
+        "bf16",
+        "--wandb=false",
+        "--trainer.precision=bf16-mixed",
+        "--trainer.max_steps=2",
+        "--trainer.val_check_interval=2",
     )
     assert cli.trainer.precision == "bf16-mixed"
     assert math.isfinite(float(cli.trainer.callback_metrics["train/loss"]))
@@ -70,8 +82,15 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_synthetic: Path, tmp_path: Path
 
 
 def test_wandb_flag_off_writes_a_csv_log(tiny_synthetic: Path, tmp_path: Path):
-    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "csv", "--wandb=false", "--trainer.max_steps=2",
-                             "--trainer.val_check_interval=2")
+    run_zoo_in_process(
+        "fit",
+        tiny_synthetic,
+        tmp_path,
+        "csv",
+        "--wandb=false",
+        "--trainer.max_steps=2",
+        "--trainer.val_check_interval=2",
+    )
     run_dir = tmp_path / "mask_rcnn_synthetic" / "csv"
     assert not (run_dir / "wandb").exists()
     assert "train/loss" in (run_dir / "csv" / "version_0" / "metrics.csv").read_text()
@@ -88,10 +107,25 @@ def test_print_config_shows_the_resolved_experiment(tiny_synthetic: Path, tmp_pa
 
 
 def test_tools_are_subcommands_of_zoo(tmp_path: Path):
-    assert main(["synthetic", "--out", str(tmp_path), "--train-images", "1", "--val-images", "1", "--size", "64"]) == 0
+    assert (
+        main(
+            ["synthetic", "--out", str(tmp_path), "--train-images", "1", "--val-images", "1", "--size", "64"]
+        )
+        == 0
+    )
     assert (tmp_path / "annotations" / "instances_val.json").is_file()
-    assert main(["check-dataset", "--images", str(tmp_path / "images" / "val"),
-                 "--annotations", str(tmp_path / "annotations" / "instances_val.json")]) == 0
+    assert (
+        main(
+            [
+                "check-dataset",
+                "--images",
+                str(tmp_path / "images" / "val"),
+                "--annotations",
+                str(tmp_path / "annotations" / "instances_val.json"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_ddp_on_two_cpu_processes_gives_the_single_process_metric(tiny_synthetic: Path, tmp_path: Path):
@@ -110,7 +144,9 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_metric(tiny_synthetic
     assert single["checkpoint"] == distributed["checkpoint"] == str(checkpoint)
     metric_names = [name for name in single if name.startswith("val/")]
     assert len(metric_names) == 12
-    assert single["val/bbox/AP50"] > 0.0, "the tiny model must detect something for the comparison to mean anything"
+    assert single["val/bbox/AP50"] > 0.0, (
+        "the tiny model must detect something for the comparison to mean anything"
+    )
     for name in metric_names:
         assert distributed[name] == pytest.approx(single[name], abs=1e-9), name
 

@@ -208,7 +208,6 @@ def test_label_mapping(coco: COCO, samples: list[Sample]) -> None:
     )
 
 
-
 def test_detections_of_unmapped_labels_are_dropped_counted_and_logged(
     coco: COCO, samples: list[Sample], caplog: pytest.LogCaptureFixture
 ) -> None:

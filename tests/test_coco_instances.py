@@ -29,8 +29,6 @@ def rect_mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
     return mask
 
 
-
-
 # --- real and synthetic data -------------------------------------------------------------------
 
 

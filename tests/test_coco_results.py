@@ -30,6 +30,8 @@ def test_detections_become_coco_results_with_xywh_boxes_and_rle_masks():
 def test_labels_without_a_category_are_dropped_and_reported():
     kept, dropped = keep_mapped_labels(_prediction(), {1: 5})
     assert dropped == [12]
-    assert kept["labels"].tolist() == [1] and kept["masks"].shape == (1, 1, 20, 30) and len(kept["boxes"]) == 1
+    assert (
+        kept["labels"].tolist() == [1] and kept["masks"].shape == (1, 1, 20, 30) and len(kept["boxes"]) == 1
+    )
     unchanged, none = keep_mapped_labels(_prediction(), None)
     assert none == [] and len(unchanged["labels"]) == 2

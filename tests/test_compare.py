@@ -55,12 +55,22 @@ def real_run(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return runs_dir / "mask_rcnn_synthetic" / "real"
 
 
-def write_run(runs_dir: Path, experiment: str, run_id: str, evaluations: list[dict], class_path: str = MASK_RCNN,
-              published: list[dict] | None = None) -> Path:
+def write_run(
+    runs_dir: Path,
+    experiment: str,
+    run_id: str,
+    evaluations: list[dict],
+    class_path: str = MASK_RCNN,
+    published: list[dict] | None = None,
+) -> Path:
     run_dir = runs_dir / experiment / run_id
     run_dir.mkdir(parents=True)
-    config = {"experiment": experiment, "run_id": run_id, "model": {"class_path": class_path, "init_args": {}},
-              "published": published or []}
+    config = {
+        "experiment": experiment,
+        "run_id": run_id,
+        "model": {"class_path": class_path, "init_args": {}},
+        "published": published or [],
+    }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     lines = [json.dumps({"stage": "val", "epoch": 0, **evaluation}) for evaluation in evaluations]
     (run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
@@ -85,13 +95,21 @@ def by_column(header: list[str], row: list[str]) -> dict[str, str]:
     return named
 
 
-def test_table_of_a_real_run_and_a_reproduction_beside_its_published_numbers(real_run: Path, tmp_path: Path, capsys):
+def test_table_of_a_real_run_and_a_reproduction_beside_its_published_numbers(
+    real_run: Path, tmp_path: Path, capsys
+):
     runs_dir = tmp_path / "runs"
     shutil.copytree(real_run, runs_dir / "mask_rcnn_synthetic" / "real")
-    write_run(runs_dir, "mask_rcnn_coco_r50_fpn_1x", "slurm-7", [
-        {"step": 60000, "val/bbox/AP": 0.35, "val/segm/AP": 0.356, "val/segm/AP50": 0.55},
-        {"step": 90000, "val/bbox/AP": 0.381, "val/segm/AP": 0.3501, "val/segm/AP50": 0.571},
-    ], published=PUBLISHED)
+    write_run(
+        runs_dir,
+        "mask_rcnn_coco_r50_fpn_1x",
+        "slurm-7",
+        [
+            {"step": 60000, "val/bbox/AP": 0.35, "val/segm/AP": 0.356, "val/segm/AP50": 0.55},
+            {"step": 90000, "val/bbox/AP": 0.381, "val/segm/AP": 0.3501, "val/segm/AP50": 0.571},
+        ],
+        published=PUBLISHED,
+    )
 
     assert zoo_main(["compare", f"--runs-dir={runs_dir}", "--metric=val/segm/AP50"]) == 0
     printed = capsys.readouterr().out
@@ -99,24 +117,49 @@ def test_table_of_a_real_run_and_a_reproduction_beside_its_published_numbers(rea
     assert f"Markdown table written to {runs_dir / 'compare.md'}" in printed
 
     header, *rows = markdown_rows(runs_dir / "compare.md")
-    assert header[:9] == ["experiment", "run", "source", "step", "main metric", "value", "best (step)", "published", "Δ"]
+    assert header[:9] == [
+        "experiment",
+        "run",
+        "source",
+        "step",
+        "main metric",
+        "value",
+        "best (step)",
+        "published",
+        "Δ",
+    ]
     assert header[9:] == ["val/bbox/AP", "published", "Δ", "val/segm/AP50", "ref"]  # no published AP50: no Δ
     detectron2, torchvision, real = (by_column(header, row) for row in rows)
     assert (detectron2["main published"], detectron2["main Δ"]) == ("35.2", "-0.2")
     assert detectron2["experiment"] == "mask_rcnn_coco_r50_fpn_1x" and detectron2["run"] == "slurm-7"
-    assert (detectron2["step"], detectron2["main metric"], detectron2["value"]) == ("90000", "val/segm/AP", "35.0")
+    assert (detectron2["step"], detectron2["main metric"], detectron2["value"]) == (
+        "90000",
+        "val/segm/AP",
+        "35.0",
+    )
     assert detectron2["best (step)"] == "35.6 (60000)"  # the best evaluation is not the last one
     assert (detectron2["val/bbox/AP"], detectron2["val/bbox/AP published"], detectron2["val/bbox/AP Δ"]) == (
-        "38.1", "38.6", "-0.5")
+        "38.1",
+        "38.6",
+        "-0.5",
+    )
     assert detectron2["val/segm/AP50"] == "57.1" and detectron2["ref"] == "[1]"
     # the second published result: a continuation row with the same run's differences
     assert torchvision["experiment"] == "" and torchvision["value"] == ""
-    assert (torchvision["main published"], torchvision["main Δ"], torchvision["val/bbox/AP Δ"]) == ("34.6", "+0.4", "+0.2")
+    assert (torchvision["main published"], torchvision["main Δ"], torchvision["val/bbox/AP Δ"]) == (
+        "34.6",
+        "+0.4",
+        "+0.2",
+    )
     assert torchvision["ref"] == "[2]"
 
     [logged] = read_metrics(real_run)
     assert (real["experiment"], real["run"], real["source"], real["step"]) == (
-        "mask_rcnn_synthetic", "real", "metrics.jsonl", "4")
+        "mask_rcnn_synthetic",
+        "real",
+        "metrics.jsonl",
+        "4",
+    )
     assert real["value"] == f"{100 * logged['val/segm/AP']:.1f}"
     assert real["val/bbox/AP"] == f"{100 * logged['val/bbox/AP']:.1f}"
     assert real["main published"] == "-" and real["ref"] == ""
@@ -129,17 +172,25 @@ def test_a_run_that_never_evaluated_is_listed_without_values(real_run: Path, tmp
     shutil.copytree(real_run, run_dir)
     (run_dir / "metrics.jsonl").unlink()
     [record] = find_runs(tmp_path)
-    assert (record.experiment, record.run_id, record.model_class_path) == ("mask_rcnn_synthetic", "real", MASK_RCNN)
+    assert (record.experiment, record.run_id, record.model_class_path) == (
+        "mask_rcnn_synthetic",
+        "real",
+        MASK_RCNN,
+    )
     assert record.evaluations == []
     [row] = build_table([record]).rows
     assert row[3:7] == ["-", "val/segm/AP", "-", "-"]
 
 
-def test_a_malformed_metrics_line_is_skipped_with_a_warning_naming_file_and_line(tmp_path: Path, caplog, capsys):
+def test_a_malformed_metrics_line_is_skipped_with_a_warning_naming_file_and_line(
+    tmp_path: Path, caplog, capsys
+):
     run_dir = write_run(tmp_path, "mask_rcnn_synthetic", "torn", [{"step": 4, "val/segm/AP": 0.25}])
     metrics_file = run_dir / "metrics.jsonl"
     with metrics_file.open("a") as file:
-        file.write('["not", "a", "record"]\n{"stage": "val", "step": 8, "val/segm/AP": 0.3')  # killed mid-write
+        file.write(
+            '["not", "a", "record"]\n{"stage": "val", "step": 8, "val/segm/AP": 0.3'
+        )  # killed mid-write
     with caplog.at_level(logging.WARNING):
         evaluations = read_metrics_file(metrics_file)
     assert evaluations == [{"step": 4, "val/segm/AP": 0.25}]
@@ -151,19 +202,32 @@ def test_a_malformed_metrics_line_is_skipped_with_a_warning_naming_file_and_line
 
 
 def test_metrics_that_are_not_fractions_are_shown_as_logged_and_min_mode_picks_the_lowest(tmp_path: Path):
-    write_run(tmp_path, "gan_synthetic", "a", [
-        {"step": 100, "val/generation/FID": 12.5}, {"step": 200, "val/generation/FID": 14.0},
-    ], class_path=f"{__name__}.GenerativeModule",
-        published=[{"source": "paper, Table 1", "metrics": {"val/generation/FID": 13.5}}])
+    write_run(
+        tmp_path,
+        "gan_synthetic",
+        "a",
+        [
+            {"step": 100, "val/generation/FID": 12.5},
+            {"step": 200, "val/generation/FID": 14.0},
+        ],
+        class_path=f"{__name__}.GenerativeModule",
+        published=[{"source": "paper, Table 1", "metrics": {"val/generation/FID": 13.5}}],
+    )
     table = build_table(find_runs(tmp_path))
     [row] = table.rows
     cells = by_column(table.header, row)
-    assert (cells["main metric"], cells["value"], cells["best (step)"]) == ("val/generation/FID", "14", "12.5 (100)")
+    assert (cells["main metric"], cells["value"], cells["best (step)"]) == (
+        "val/generation/FID",
+        "14",
+        "12.5 (100)",
+    )
     assert (cells["main published"], cells["main Δ"]) == ("13.5", "+0.5")
 
 
 def test_runs_whose_module_cannot_be_imported_are_listed_without_a_main_metric(tmp_path: Path, caplog):
-    write_run(tmp_path, "gone", "a", [{"step": 1, "val/segm/AP": 0.5}], class_path="lightning_modules.gone.Module")
+    write_run(
+        tmp_path, "gone", "a", [{"step": 1, "val/segm/AP": 0.5}], class_path="lightning_modules.gone.Module"
+    )
     with caplog.at_level(logging.WARNING):
         table = build_table(find_runs(tmp_path))
     assert "cannot import lightning_modules.gone.Module" in caplog.text
@@ -197,12 +261,24 @@ class FakeApiRun(SimpleNamespace):
 
 def api_run(**overrides) -> FakeApiRun:
     fields = {
-        "id": "mask_rcnn_coco_r50_fpn_1x-slurm-9", "name": "mask_rcnn_coco_r50_fpn_1x/slurm-9",
-        "group": "mask_rcnn_coco_r50_fpn_1x", "url": "https://wandb.ai/team/zoo/runs/mask_rcnn_coco_r50_fpn_1x-slurm-9",
-        "config": {"experiment": "mask_rcnn_coco_r50_fpn_1x", "run_id": "slurm-9",
-                   "model": {"class_path": MASK_RCNN}, "published": PUBLISHED},
-        "summary": {"trainer/global_step": 89999, "_step": 500, "val/segm/AP": 0.349, "val/bbox/AP": 0.383,
-                    "train/loss": 0.7, "val/predictions": {"_type": "images/separated"}},
+        "id": "mask_rcnn_coco_r50_fpn_1x-slurm-9",
+        "name": "mask_rcnn_coco_r50_fpn_1x/slurm-9",
+        "group": "mask_rcnn_coco_r50_fpn_1x",
+        "url": "https://wandb.ai/team/zoo/runs/mask_rcnn_coco_r50_fpn_1x-slurm-9",
+        "config": {
+            "experiment": "mask_rcnn_coco_r50_fpn_1x",
+            "run_id": "slurm-9",
+            "model": {"class_path": MASK_RCNN},
+            "published": PUBLISHED,
+        },
+        "summary": {
+            "trainer/global_step": 89999,
+            "_step": 500,
+            "val/segm/AP": 0.349,
+            "val/bbox/AP": 0.383,
+            "train/loss": 0.7,
+            "val/predictions": {"_type": "images/separated"},
+        },
         "rows": [
             {"trainer/global_step": 9999, "_step": 10, "val/segm/AP": 0.2, "val/bbox/AP": 0.21},
             {"trainer/global_step": 10000, "_step": 11, "train/loss": 1.0},
@@ -216,7 +292,11 @@ def test_wandb_api_runs_become_records_with_their_evaluation_history():
     run = api_run()
     record = record_from_wandb_api_run(run, run.rows)
     assert (record.experiment, record.run_id, record.source, record.location) == (
-        "mask_rcnn_coco_r50_fpn_1x", "slurm-9", "wandb", run.url)
+        "mask_rcnn_coco_r50_fpn_1x",
+        "slurm-9",
+        "wandb",
+        run.url,
+    )
     assert record.model_class_path == MASK_RCNN
     assert [p.source for p in record.published] == [DETECTRON2, TORCHVISION]
     assert record.evaluations == [
@@ -224,11 +304,17 @@ def test_wandb_api_runs_become_records_with_their_evaluation_history():
         {"step": 89999, "val/segm/AP": 0.349, "val/bbox/AP": 0.383},
     ]
     # without history, the summary (last logged values) is the one evaluation
-    assert record_from_wandb_api_run(run).evaluations == [{"step": 89999, "val/bbox/AP": 0.383, "val/segm/AP": 0.349}]
+    assert record_from_wandb_api_run(run).evaluations == [
+        {"step": 89999, "val/bbox/AP": 0.383, "val/segm/AP": 0.349}
+    ]
     # a run logged without the zoo config falls back to its W&B group and name
     bare = record_from_wandb_api_run(api_run(config={}, url=None))
     assert (bare.experiment, bare.run_id, bare.location, bare.model_class_path) == (
-        "mask_rcnn_coco_r50_fpn_1x", "mask_rcnn_coco_r50_fpn_1x/slurm-9", f"wandb:{run.id}", None)
+        "mask_rcnn_coco_r50_fpn_1x",
+        "mask_rcnn_coco_r50_fpn_1x/slurm-9",
+        f"wandb:{run.id}",
+        None,
+    )
 
 
 def test_fetching_a_project_scans_the_evaluation_keys_of_each_run():
@@ -244,7 +330,9 @@ def test_fetching_a_project_scans_the_evaluation_keys_of_each_run():
     assert (cells["value"], cells["main Δ"], cells["val/bbox/AP Δ"]) == ("34.9", "-0.3", "-0.3")
 
 
-def test_wandb_project_without_credentials_says_so_and_compares_local_runs(tmp_path: Path, capsys, monkeypatch):
+def test_wandb_project_without_credentials_says_so_and_compares_local_runs(
+    tmp_path: Path, capsys, monkeypatch
+):
     write_run(tmp_path, "mask_rcnn_synthetic", "local-1", [{"step": 4, "val/segm/AP": 0.1}])
 
     def no_network(*args, **kwargs):
@@ -257,7 +345,9 @@ def test_wandb_project_without_credentials_says_so_and_compares_local_runs(tmp_p
     assert "local-1" in captured.out
 
 
-def test_wandb_project_with_credentials_adds_its_runs_and_survives_api_errors(tmp_path: Path, capsys, monkeypatch):
+def test_wandb_project_with_credentials_adds_its_runs_and_survives_api_errors(
+    tmp_path: Path, capsys, monkeypatch
+):
     write_run(tmp_path, "mask_rcnn_synthetic", "local-1", [{"step": 4, "val/segm/AP": 0.1}])
     monkeypatch.setenv("WANDB_API_KEY", "not-a-real-key")
     requested = []
@@ -283,8 +373,13 @@ def test_wandb_project_with_credentials_adds_its_runs_and_survives_api_errors(tm
 
 
 def test_plain_table_columns_line_up(tmp_path: Path):
-    write_run(tmp_path, "mask_rcnn_coco_r50_fpn_1x", "long-run-name", [{"step": 90000, "val/segm/AP": 0.35}],
-              published=PUBLISHED)
+    write_run(
+        tmp_path,
+        "mask_rcnn_coco_r50_fpn_1x",
+        "long-run-name",
+        [{"step": 90000, "val/segm/AP": 0.35}],
+        published=PUBLISHED,
+    )
     text = format_plain(build_table(find_runs(tmp_path)))
     header, rule, first, second = text.splitlines()[:4]
     assert set(rule) == {"-", " "} and header.index("run") == first.index("long-run-name")

@@ -21,14 +21,23 @@ def test_synthetic_mask_rcnn_reaches_mask_ap50_within_ten_minutes(tmp_path: Path
     write_coco_instances(data_dir, "train", num_images=600, image_size=128, seed=0)
     write_coco_instances(data_dir, "val", num_images=100, image_size=128, seed=0)
     started = time.perf_counter()
-    run_cli([
-        "fit", f"--config={REPO_ROOT / 'experiments' / 'mask_rcnn' / 'synthetic.yaml'}",
-        *data_arguments(data_dir), f"--runs_dir={tmp_path / 'runs'}", "--run_id=convergence", "--wandb=false",
-    ])
+    run_cli(
+        [
+            "fit",
+            f"--config={REPO_ROOT / 'experiments' / 'mask_rcnn' / 'synthetic.yaml'}",
+            *data_arguments(data_dir),
+            f"--runs_dir={tmp_path / 'runs'}",
+            "--run_id=convergence",
+            "--wandb=false",
+        ]
+    )
     elapsed = time.perf_counter() - started
     records = read_metrics(tmp_path / "runs" / "mask_rcnn_synthetic" / "convergence")
     final = records[-1]
-    print(f"fit took {elapsed:.0f} s; final step {final['step']}: mask AP50 {final['val/segm/AP50']:.3f}, "
-          f"mask AP {final['val/segm/AP']:.3f}, box AP50 {final['val/bbox/AP50']:.3f}, box AP {final['val/bbox/AP']:.3f}")
+    print(
+        f"fit took {elapsed:.0f} s; final step {final['step']}: mask AP50 {final['val/segm/AP50']:.3f}, "
+        f"mask AP {final['val/segm/AP']:.3f}, box AP50 {final['val/bbox/AP50']:.3f}, "
+        f"box AP {final['val/bbox/AP']:.3f}"
+    )
     assert final["val/segm/AP50"] >= TARGET_MASK_AP50
     assert elapsed <= TIME_BUDGET_S

@@ -36,7 +36,9 @@ def final_state(cli) -> dict[str, object]:
 
 def assert_identical(actual: object, expected: object, where: str = "") -> None:
     if isinstance(expected, torch.Tensor):
-        assert torch.equal(actual, expected), f"{where} differs by {(actual.double() - expected.double()).abs().max()}"
+        assert torch.equal(actual, expected), (
+            f"{where} differs by {(actual.double() - expected.double()).abs().max()}"
+        )
     elif isinstance(expected, dict):
         assert actual.keys() == expected.keys(), where
         for key in expected:
@@ -53,7 +55,9 @@ def assert_identical(actual: object, expected: object, where: str = "") -> None:
 def uninterrupted(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """6 steps in one go (no workers); the stream does not depend on the number of workers."""
     runs = tmp_path_factory.mktemp("runs")
-    cli = run_zoo_in_process("fit", tiny_synthetic, runs, "one-go", "--wandb=false", f"--trainer.max_steps={STEPS}")
+    cli = run_zoo_in_process(
+        "fit", tiny_synthetic, runs, "one-go", "--wandb=false", f"--trainer.max_steps={STEPS}"
+    )
     return runs / "mask_rcnn_synthetic" / "one-go", final_state(cli)
 
 
@@ -62,9 +66,17 @@ def test_stop_mid_epoch_and_resume_last_gives_the_same_weights(
     tiny_synthetic: Path, tmp_path: Path, uninterrupted: tuple[Path, dict], num_workers: int
 ):
     common = ("--wandb=false", f"--data.init_args.num_workers={num_workers}")
-    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "stopped", *common, f"--trainer.max_steps={STEPS // 2}")
+    run_zoo_in_process(
+        "fit", tiny_synthetic, tmp_path, "stopped", *common, f"--trainer.max_steps={STEPS // 2}"
+    )
     cli = run_zoo_in_process(
-        "fit", tiny_synthetic, tmp_path, "stopped", *common, f"--trainer.max_steps={STEPS}", "--ckpt_path=last"
+        "fit",
+        tiny_synthetic,
+        tmp_path,
+        "stopped",
+        *common,
+        f"--trainer.max_steps={STEPS}",
+        "--ckpt_path=last",
     )
     assert_identical(final_state(cli), uninterrupted[1])
 
@@ -76,7 +88,12 @@ def test_resume_from_an_epoch_end_checkpoint_gives_the_same_weights(
     run_dir, expected = uninterrupted
     [checkpoint] = (run_dir / "checkpoints").glob("best-4.ckpt")
     cli = run_zoo_in_process(
-        "fit", tiny_synthetic, tmp_path, "from-epoch-end", "--wandb=false", f"--trainer.max_steps={STEPS}",
+        "fit",
+        tiny_synthetic,
+        tmp_path,
+        "from-epoch-end",
+        "--wandb=false",
+        f"--trainer.max_steps={STEPS}",
         f"--ckpt_path={checkpoint}",
     )
     assert_identical(final_state(cli), expected)

@@ -5,7 +5,9 @@ from lightning_modules.lr_schedules import WarmupMultiStepFactor, warmup_multist
 
 
 def test_warmup_then_steps_matches_detectron2_1x():
-    factor = WarmupMultiStepFactor(warmup_steps=1000, warmup_factor=0.001, milestones=[60_000, 80_000], gamma=0.1)
+    factor = WarmupMultiStepFactor(
+        warmup_steps=1000, warmup_factor=0.001, milestones=[60_000, 80_000], gamma=0.1
+    )
     assert factor(0) == pytest.approx(0.001)
     assert factor(500) == pytest.approx(0.001 * 0.5 + 0.5)
     assert factor(1000) == 1.0

@@ -151,7 +151,9 @@ def test_synthetic_experiment_uses_the_small_preset():
 
     import yaml
 
-    config = yaml.safe_load((Path(__file__).parents[1] / "experiments" / "mask_rcnn" / "synthetic.yaml").read_text())
+    config = yaml.safe_load(
+        (Path(__file__).parents[1] / "experiments" / "mask_rcnn" / "synthetic.yaml").read_text()
+    )
     init_args = config["model"]["init_args"]["model"]["init_args"]
     preset = MaskRCNN.small(num_classes=init_args["num_classes"])
     yaml_model = MaskRCNN(**{k: tuple(v) if isinstance(v, list) else v for k, v in init_args.items()})
@@ -159,6 +161,9 @@ def test_synthetic_experiment_uses_the_small_preset():
     assert yaml_model.rpn._pre_nms_top_n == preset.rpn._pre_nms_top_n
     assert yaml_model.rpn._post_nms_top_n == preset.rpn._post_nms_top_n
     assert yaml_model.rpn.fg_bg_sampler.batch_size_per_image == preset.rpn.fg_bg_sampler.batch_size_per_image
-    assert yaml_model.roi_heads.fg_bg_sampler.batch_size_per_image == preset.roi_heads.fg_bg_sampler.batch_size_per_image
+    assert (
+        yaml_model.roi_heads.fg_bg_sampler.batch_size_per_image
+        == preset.roi_heads.fg_bg_sampler.batch_size_per_image
+    )
     assert yaml_model.rpn.anchor_generator.sizes == preset.rpn.anchor_generator.sizes
     assert yaml_model.transform.min_size == preset.transform.min_size

@@ -23,7 +23,12 @@ class JitteredImages(Dataset):
 
     def __init__(self, size: int = 10) -> None:
         self.size = size
-        self.transforms = A.Compose([A.HorizontalFlip(p=0.5), A.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.0, p=1.0)])
+        self.transforms = A.Compose(
+            [
+                A.HorizontalFlip(p=0.5),
+                A.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.0, p=1.0),
+            ]
+        )
         self.image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5
 
     def __len__(self) -> int:
@@ -39,7 +44,9 @@ def collate(items: list[tuple[int, float]]) -> list[tuple[int, float]]:
 
 
 def make_loader(num_workers: int, seed: int = 7):
-    return resumable_train_loader(JitteredImages(), batch_size=3, collate_fn=collate, seed=seed, num_workers=num_workers)
+    return resumable_train_loader(
+        JitteredImages(), batch_size=3, collate_fn=collate, seed=seed, num_workers=num_workers
+    )
 
 
 def take(iterator, count: int) -> list:
@@ -51,7 +58,8 @@ def epochs(loader, count: int) -> list:
 
 
 @pytest.mark.parametrize(
-    ("workers_before", "workers_after", "batches", "yielded"), [(0, 0, 2, 6), (1, 1, 2, 6), (2, 0, 2, 6), (0, 1, 4, 10)]
+    ("workers_before", "workers_after", "batches", "yielded"),
+    [(0, 0, 2, 6), (1, 1, 2, 6), (2, 0, 2, 6), (0, 1, 4, 10)],
 )
 def test_restored_state_continues_order_and_augmentation_across_epochs(
     workers_before: int, workers_after: int, batches: int, yielded: int
@@ -79,7 +87,9 @@ def test_augmentation_depends_on_seed_epoch_and_index_only() -> None:
     epoch0 = sorted(item for batch in loader for item in batch)
     epoch1 = sorted(item for batch in loader for item in batch)
     assert len({value for _, value in epoch0}) == len(epoch0)  # every item augmented differently
-    assert [value for _, value in epoch0] != [value for _, value in epoch1]  # and again differently next epoch
+    assert [value for _, value in epoch0] != [
+        value for _, value in epoch1
+    ]  # and again differently next epoch
     again = make_loader(0)
     assert sorted(item for batch in again for item in batch) == epoch0
     assert augmentation_seed(7, 0, 3) == augmentation_seed(7, 0, 3) != augmentation_seed(7, 1, 3)
@@ -94,7 +104,8 @@ def test_shards_cover_the_dataset_once_per_epoch() -> None:
 
 def test_lightning_epoch_only_starts_a_sampler_without_history() -> None:
     """Resumed at an epoch boundary Lightning restores no loader state and says which epoch it is; once
-    the sampler has a position it counts its own passes (a max_steps stop makes Lightning's count run ahead)."""
+    the sampler has a position it counts its own passes (a max_steps stop makes Lightning's count run
+    ahead)."""
     dataset = JitteredImages(size=4)
     fresh = ResumableShuffleSampler(dataset, seed=3)
     fresh.set_epoch(2)
@@ -108,13 +119,16 @@ def test_lightning_epoch_only_starts_a_sampler_without_history() -> None:
     assert list(restored) == passes[0][1:]
     restored.set_epoch(6)
     assert list(restored) == passes[1]
-    assert torch.utils.data.DistributedSampler in type(restored).__mro__  # Lightning leaves it in place under DDP
+    assert (
+        torch.utils.data.DistributedSampler in type(restored).__mro__
+    )  # Lightning leaves it in place under DDP
 
 
 def test_with_another_sampler_it_is_a_plain_loader() -> None:
     """Lightning rebuilds the loader with a ``SequentialSampler`` for ``overfit_batches``."""
     dataset = JitteredImages(size=4)
-    loader = ResumableDataLoader(SeededAugmentation(dataset), sampler=SequentialSampler(dataset), batch_size=2,
-                                 collate_fn=collate)
+    loader = ResumableDataLoader(
+        SeededAugmentation(dataset), sampler=SequentialSampler(dataset), batch_size=2, collate_fn=collate
+    )
     assert [[index for index, _ in batch] for batch in loader] == [[0, 1], [2, 3]]
     assert loader.state_dict() == {}

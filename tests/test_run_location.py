@@ -16,7 +16,10 @@ def test_exported_id_is_only_inherited_by_launched_child_processes():
 
 
 def test_slurm_array_jobs_get_one_id_per_task():
-    assert slurm_run_id({"SLURM_JOB_ID": "9", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "2"}) == "slurm-7_2"
+    assert (
+        slurm_run_id({"SLURM_JOB_ID": "9", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "2"})
+        == "slurm-7_2"
+    )
 
 
 def test_new_local_ids_differ():

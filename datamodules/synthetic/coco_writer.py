@@ -45,8 +45,9 @@ def mask_to_segmentation(mask: np.ndarray) -> list[list[float]] | dict[str, Any]
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
-def coco_annotation(mask: np.ndarray, annotation_id: int, image_id: int, category_id: int,
-                    iscrowd: bool = False) -> dict[str, Any]:
+def coco_annotation(
+    mask: np.ndarray, annotation_id: int, image_id: int, category_id: int, iscrowd: bool = False
+) -> dict[str, Any]:
     """A COCO instances annotation of a boolean mask (crowd regions are always RLE)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     if iscrowd:
@@ -85,8 +86,15 @@ def _check_arguments(split: str, num_images: int, image_size: int, seed: int) ->
         raise ValueError(f"seed must be >= 0, got {seed}")
 
 
-def write_coco_instances(out_dir: Path, split: str, num_images: int, image_size: int = 128, seed: int = 0,
-                         config: SceneConfig | None = None, progress: bool = False) -> Path:
+def write_coco_instances(
+    out_dir: Path,
+    split: str,
+    num_images: int,
+    image_size: int = 128,
+    seed: int = 0,
+    config: SceneConfig | None = None,
+    progress: bool = False,
+) -> Path:
     """Render ``num_images`` scenes and write them as a COCO instances split; return the JSON path.
 
     Image ids are ``1..num_images``; annotations list each image's things bottom to top. ``progress``
@@ -97,15 +105,18 @@ def write_coco_instances(out_dir: Path, split: str, num_images: int, image_size:
     image_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for index in tqdm(range(num_images), desc=f"synthetic {split}", unit="img", disable=None if progress else True):
+    for index in tqdm(
+        range(num_images), desc=f"synthetic {split}", unit="img", disable=None if progress else True
+    ):
         image_id = index + 1
         scene: Scene = render_scene(scene_rng(seed, split, index), image_size, config)
         file_name = f"{image_id:06d}.png"
         _write_png(image_dir / file_name, scene.image)
         images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
         for thing in scene.things:
-            annotations.append(coco_annotation(thing.mask, len(annotations) + 1, image_id, thing.category_id,
-                                               thing.iscrowd))
+            annotations.append(
+                coco_annotation(thing.mask, len(annotations) + 1, image_id, thing.category_id, thing.iscrowd)
+            )
     annotation_file = out_dir / "annotations" / f"instances_{split}.json"
     annotation_file.parent.mkdir(parents=True, exist_ok=True)
     dataset = {

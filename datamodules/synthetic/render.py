@@ -2,7 +2,8 @@
 
 Coordinates follow the COCO polygon convention: pixel ``(x, y)`` covers ``[x, x+1) x [y, y+1)``, so its
 centre is ``(x + 0.5, y + 0.5)``. Textures are float32 ``(S, S)`` arrays in ``[-1, 1]`` drawn from a
-numpy ``Generator``; everything here is plain numpy/OpenCV/pycocotools arithmetic, so it is deterministic per seed.
+numpy ``Generator``; everything here is plain numpy/OpenCV/pycocotools arithmetic, so it is
+deterministic per seed.
 """
 
 import colorsys
@@ -24,8 +25,10 @@ def regular_polygon(num_vertices: int) -> Outline:
 def star(num_points: int, inner_ratio: float) -> Outline:
     """Vertices of a star with outer radius 1 and inner radius ``inner_ratio``, alternating tip/notch."""
     tips = regular_polygon(2 * num_points)
-    return tuple((x * (1.0 if i % 2 == 0 else inner_ratio), y * (1.0 if i % 2 == 0 else inner_ratio))
-                 for i, (x, y) in enumerate(tips))
+    return tuple(
+        (x * (1.0 if i % 2 == 0 else inner_ratio), y * (1.0 if i % 2 == 0 else inner_ratio))
+        for i, (x, y) in enumerate(tips)
+    )
 
 
 def hsv_to_rgb255(hue_degrees: float, saturation: float, value: float) -> np.ndarray:
@@ -83,15 +86,21 @@ def stripe_texture(rng: np.random.Generator, image_size: int) -> np.ndarray:
     xs, ys = _grid(image_size)
     period, theta, phase = rng.uniform(5.0, 12.0), rng.uniform(0.0, math.pi), rng.uniform(0.0, 2 * math.pi)
     wobble = 2.0 * np.sin(2 * math.pi * ys / rng.uniform(20.0, 40.0))
-    return _normalise(np.sin(2 * math.pi * (xs * math.cos(theta) + ys * math.sin(theta) + wobble) / period + phase))
+    return _normalise(
+        np.sin(2 * math.pi * (xs * math.cos(theta) + ys * math.sin(theta) + wobble) / period + phase)
+    )
 
 
 def region_layout(rng: np.random.Generator, image_size: int, num_regions: int) -> np.ndarray:
     """Region index ``(S, S)`` int64 in ``[0, num_regions)``: a Voronoi partition with wavy borders."""
     xs, ys = _grid(image_size)
     warp = image_size / 12
-    xs = xs + warp * np.sin(2 * math.pi * ys / (image_size * rng.uniform(0.4, 0.9)) + rng.uniform(0, 2 * math.pi))
-    ys = ys + warp * np.sin(2 * math.pi * xs / (image_size * rng.uniform(0.4, 0.9)) + rng.uniform(0, 2 * math.pi))
+    xs = xs + warp * np.sin(
+        2 * math.pi * ys / (image_size * rng.uniform(0.4, 0.9)) + rng.uniform(0, 2 * math.pi)
+    )
+    ys = ys + warp * np.sin(
+        2 * math.pi * xs / (image_size * rng.uniform(0.4, 0.9)) + rng.uniform(0, 2 * math.pi)
+    )
     sites = rng.uniform(0.0, image_size, size=(num_regions, 2))
     distances = (xs[None] - sites[:, 0, None, None]) ** 2 + (ys[None] - sites[:, 1, None, None]) ** 2
     return distances.argmin(axis=0)

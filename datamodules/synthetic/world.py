@@ -30,7 +30,8 @@ from datamodules.synthetic.render import (
 
 @dataclass(frozen=True)
 class ThingClass:
-    """A class of shapes: COCO category id (from 1), name, outline with circumradius 1, hue range (degrees)."""
+    """A class of shapes: COCO category id (from 1), name, outline with circumradius 1, hue range
+    (degrees)."""
 
     category_id: int
     name: str
@@ -41,7 +42,8 @@ class ThingClass:
 
 @dataclass(frozen=True)
 class StuffClass:
-    """A background region class: category id (after the thing ids), colour ranges, texture and its contrast."""
+    """A background region class: category id (after the thing ids), colour ranges, texture and its
+    contrast."""
 
     category_id: int
     name: str
@@ -167,8 +169,11 @@ def render_stuff(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray,
     stuff_map = np.array([STUFF_CLASSES[c].category_id for c in class_of_region], np.uint8)[regions]
     image = np.zeros((image_size, image_size, 3), np.float64)
     for stuff in (STUFF_CLASSES[c] for c in sorted(set(class_of_region.tolist()))):
-        colour = hsv_to_rgb255(stuff.hue + rng.uniform(-10.0, 10.0), rng.uniform(*stuff.saturation_range),
-                               rng.uniform(*stuff.value_range))
+        colour = hsv_to_rgb255(
+            stuff.hue + rng.uniform(-10.0, 10.0),
+            rng.uniform(*stuff.saturation_range),
+            rng.uniform(*stuff.value_range),
+        )
         texture = stuff.texture(rng, image_size)
         region = stuff_map == stuff.category_id
         image[region] = colour * (1.0 + stuff.contrast * texture[region, None])
@@ -176,7 +181,8 @@ def render_stuff(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray,
 
 
 def random_shape(rng: np.random.Generator, thing_class: ThingClass, center: np.ndarray, size: float) -> Shape:
-    """A shape of ``thing_class`` with a random angle and a saturated, bright colour from the class hue range."""
+    """A shape of ``thing_class`` with a random angle and a saturated, bright colour from the class hue
+    range."""
     angle = float(rng.uniform(0.0, 2 * np.pi))
     rgb = hsv_to_rgb255(rng.uniform(*thing_class.hue_range), rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0))
     colour = tuple(int(v) for v in np.round(rgb))
@@ -188,7 +194,9 @@ def sample_crowd(rng: np.random.Generator, image_size: int, config: SceneConfig)
     thing_class = THING_CLASSES[int(rng.integers(len(THING_CLASSES)))]
     middle = rng.uniform(0.15 * image_size, 0.85 * image_size, size=2)
     count = int(rng.integers(config.crowd_members[0], config.crowd_members[1] + 1))
-    centers = np.clip(middle + rng.normal(0.0, config.crowd_spread * image_size, size=(count, 2)), 0, image_size)
+    centers = np.clip(
+        middle + rng.normal(0.0, config.crowd_spread * image_size, size=(count, 2)), 0, image_size
+    )
     sizes = rng.uniform(*config.crowd_size_range, size=count) * image_size
     return tuple(random_shape(rng, thing_class, c, s) for c, s in zip(centers, sizes, strict=True))
 
@@ -211,7 +219,9 @@ def sample_things(rng: np.random.Generator, image_size: int, config: SceneConfig
     return shapes
 
 
-def paint_things(background: np.ndarray, layers: Sequence[Layer], config: SceneConfig) -> tuple[np.ndarray, list[Thing]]:
+def paint_things(
+    background: np.ndarray, layers: Sequence[Layer], config: SceneConfig
+) -> tuple[np.ndarray, list[Thing]]:
     """Paint ``layers`` bottom to top over ``background``; return the image and the kept things.
 
     Visible masks are computed top-down, so a dropped thing (visible area below
@@ -243,6 +253,9 @@ def render_scene(rng: np.random.Generator, image_size: int, config: SceneConfig 
     background, stuff_map = render_stuff(rng, image_size)
     crowd = sample_crowd(rng, image_size, config) if rng.random() < config.crowd_prob else ()
     layers: list[Layer] = [(1, crowd, True)] if crowd else []
-    layers += [(len(layers) + 1 + i, (shape,), False) for i, shape in enumerate(sample_things(rng, image_size, config))]
+    layers += [
+        (len(layers) + 1 + i, (shape,), False)
+        for i, shape in enumerate(sample_things(rng, image_size, config))
+    ]
     image, things = paint_things(background, layers, config)
     return Scene(image, stuff_map, things)

@@ -38,8 +38,10 @@ def _checkpoint_number(path: Path) -> int:
 
 def requeue_checkpoints(run_dir: Path) -> list[Path]:
     """The run's requeue checkpoints, in the order they were written."""
-    return sorted((path for path in run_dir.glob("hpc_ckpt_*.ckpt") if _checkpoint_number(path) >= 0),
-                  key=_checkpoint_number)
+    return sorted(
+        (path for path in run_dir.glob("hpc_ckpt_*.ckpt") if _checkpoint_number(path) >= 0),
+        key=_checkpoint_number,
+    )
 
 
 def next_requeue_checkpoint(run_dir: Path) -> Path:
@@ -51,8 +53,11 @@ def newest_checkpoint(location: RunLocation) -> Path | None:
     """The run's most recently written checkpoint: a requeue checkpoint, or ``last.ckpt`` (``last-v<n>.ckpt``)
     when the job was stopped without warning (node failure, preemption without a signal)."""
     candidates = [*requeue_checkpoints(location.root), *location.checkpoints.glob("last*.ckpt")]
-    return max((path for path in candidates if path.is_file()), key=lambda path: path.stat().st_mtime_ns,
-               default=None)
+    return max(
+        (path for path in candidates if path.is_file()),
+        key=lambda path: path.stat().st_mtime_ns,
+        default=None,
+    )
 
 
 def resume_checkpoint(location: RunLocation, ckpt_path: str | None, environ: Mapping[str, str]) -> str | None:

@@ -77,8 +77,11 @@ def best_value(record: RunRecord, main: MainMetric | None) -> tuple[float, int] 
     """(value, step) of the run's best evaluation of its main metric."""
     if main is None:
         return None
-    candidates = [(e[main.name], int(e["step"])) for e in record.evaluations
-                  if main.name in e and not math.isnan(e[main.name])]
+    candidates = [
+        (e[main.name], int(e["step"]))
+        for e in record.evaluations
+        if main.name in e and not math.isnan(e[main.name])
+    ]
     if not candidates:
         return None
     return (max if main.mode == "max" else min)(candidates, key=lambda candidate: candidate[0])
@@ -102,7 +105,8 @@ def fraction_metrics(records: Sequence[RunRecord]) -> set[str]:
             for name, value in published.metrics.items():
                 values.setdefault(name, []).append(value)
     return {
-        name for name, seen in values.items()
+        name
+        for name, seen in values.items()
         if name != "step" and all(0.0 <= value <= 1.0 for value in seen if value != NOT_AVAILABLE)
     }
 
@@ -118,19 +122,25 @@ class _Formatter:
             return "n/a" if value == NOT_AVAILABLE else f"{100 * value:.1f}"
         return f"{value:.4g}"
 
-    def published(self, metric: str | None, run_value: float | None,
-                  published: PublishedResult | None) -> list[str]:
+    def published(
+        self, metric: str | None, run_value: float | None, published: PublishedResult | None
+    ) -> list[str]:
         """[published value, run - published] cells."""
         reference = published.metrics.get(metric) if published is not None and metric else None
-        if reference is None or run_value is None or (metric in self.fractions and run_value == NOT_AVAILABLE):
+        if (
+            reference is None
+            or run_value is None
+            or (metric in self.fractions and run_value == NOT_AVAILABLE)
+        ):
             return [self.value(metric, reference), "-"]
         difference = run_value - reference
         scaled = f"{100 * difference:+.1f}" if metric in self.fractions else f"{difference:+.4g}"
         return [self.value(metric, reference), scaled]
 
 
-def extra_metrics(records: Sequence[RunRecord], mains: Sequence[MainMetric | None],
-                  requested: Sequence[str]) -> list[str]:
+def extra_metrics(
+    records: Sequence[RunRecord], mains: Sequence[MainMetric | None], requested: Sequence[str]
+) -> list[str]:
     """Columns besides the main metric: what the published results name, then ``requested``; a metric
     that is every run's main metric already has its column."""
     published = [name for record in records for result in record.published for name in result.metrics]
@@ -148,7 +158,9 @@ def build_table(records: Sequence[RunRecord], metrics: Sequence[str] = ()) -> Ta
 
     header = ["experiment", "run", "source", "step", "main metric", "value", "best (step)", "published", "Δ"]
     numeric = [False, False, False, True, False, True, True, True, True]
-    published_names = {name for record in records for published in record.published for name in published.metrics}
+    published_names = {
+        name for record in records for published in record.published for name in published.metrics
+    }
     for name in extra:
         columns = [name, "published", "Δ"] if name in published_names else [name]
         header += columns
@@ -163,8 +175,12 @@ def build_table(records: Sequence[RunRecord], metrics: Sequence[str] = ()) -> Ta
         best = best_value(record, main)
         step = report_step(record, main)
         run_cells = [
-            record.experiment, record.run_id, record.source, "-" if step is None else str(step),
-            main_name or "-", formatter.value(main_name, value),
+            record.experiment,
+            record.run_id,
+            record.source,
+            "-" if step is None else str(step),
+            main_name or "-",
+            formatter.value(main_name, value),
             "-" if best is None else f"{formatter.value(main_name, best[0])} ({best[1]})",
         ]
         for index, published in enumerate(record.published or [None]):
@@ -181,12 +197,16 @@ def build_table(records: Sequence[RunRecord], metrics: Sequence[str] = ()) -> Ta
 
     notes = [
         "value: the run's last evaluation; best: its best evaluation of the main metric (at step).",
-        "Δ = run - published. Metrics on the [0, 1] scale are in points (x100); n/a: no ground truth of that size.",
+        "Δ = run - published. Metrics on the [0, 1] scale are in points (x100); "
+        "n/a: no ground truth of that size.",
         *(f"[{number}] {source}" for number, source in enumerate(sources, start=1)),
     ]
     if any(record.source == "wandb" for record in records):
-        notes.insert(1, "step: Trainer.global_step from metrics.jsonl; W&B rows show Lightning's logging step "
-                        "(trainer/global_step), one less for a validation during fit.")
+        notes.insert(
+            1,
+            "step: Trainer.global_step from metrics.jsonl; W&B rows show Lightning's logging step "
+            "(trainer/global_step), one less for a validation during fit.",
+        )
     return Table(header=header, numeric=numeric, rows=rows, notes=notes)
 
 

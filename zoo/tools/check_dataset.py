@@ -76,10 +76,15 @@ def check(image_dir: Path, annotation_file: Path) -> tuple[list[str], bool]:
         return [*lines, *format_problems([FormatProblem("bad_file", str(e))])], False
     problems = structure_problems(data, annotation_file)
     lines.append(
-        f"{len(data['images'])} images, {len(data['categories'])} categories, {len(data['annotations'])} annotations"
+        f"{len(data['images'])} images, {len(data['categories'])} categories, "
+        f"{len(data['annotations'])} annotations"
     )
     if problems:
-        return [*lines, *format_problems(problems), "(fix these first: the per-annotation checks need valid ids)"], False
+        return [
+            *lines,
+            *format_problems(problems),
+            "(fix these first: the per-annotation checks need valid ids)",
+        ], False
     coco = index_coco(data)
     index = index_instances(coco, annotation_file, category_labels(coco, annotation_file))
     drop_empty_masks(coco, index)
@@ -98,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Check a COCO instances dataset: every annotation and every image header. "
         "Exit status 1 if there are hard errors.",
     )
-    parser.add_argument("--images", type=Path, required=True, help="Folder the JSON's file_name entries are relative to.")
+    parser.add_argument(
+        "--images", type=Path, required=True, help="Folder the JSON's file_name entries are relative to."
+    )
     parser.add_argument("--annotations", type=Path, required=True, help="COCO instances JSON file.")
     args = parser.parse_args(argv)
     lines, ok = check(args.images, args.annotations)

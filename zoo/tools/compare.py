@@ -32,23 +32,44 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zoo compare",
         description="Compare runs' main metrics with the published numbers their experiments declare.",
     )
-    parser.add_argument("paths", nargs="*", type=Path,
-                        help="run directories, experiment directories or W&B run directories (default: --runs-dir)")
-    parser.add_argument("--runs-dir", type=Path, default=None, help=f"where runs live (default: {DEFAULT_RUNS_DIR})")
-    parser.add_argument("--experiment", action="append", default=[], metavar="NAME",
-                        help="only this experiment (repeatable)")
-    parser.add_argument("--wandb-project", metavar="ENTITY/PROJECT",
-                        help="also compare the runs of this W&B project (needs W&B credentials)")
-    parser.add_argument("--metric", action="append", default=[], metavar="NAME",
-                        help="an extra metric column, e.g. val/segm/AP50 (repeatable)")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="run directories, experiment directories or W&B run directories (default: --runs-dir)",
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, default=None, help=f"where runs live (default: {DEFAULT_RUNS_DIR})"
+    )
+    parser.add_argument(
+        "--experiment", action="append", default=[], metavar="NAME", help="only this experiment (repeatable)"
+    )
+    parser.add_argument(
+        "--wandb-project",
+        metavar="ENTITY/PROJECT",
+        help="also compare the runs of this W&B project (needs W&B credentials)",
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an extra metric column, e.g. val/segm/AP50 (repeatable)",
+    )
     markdown = parser.add_mutually_exclusive_group()
-    markdown.add_argument("--markdown", type=Path, metavar="FILE",
-                          help="write the Markdown table here (default: <runs-dir>/compare.md)")
+    markdown.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="write the Markdown table here (default: <runs-dir>/compare.md)",
+    )
     markdown.add_argument("--no-markdown", action="store_true", help="only print the table")
     return parser
 
 
-def local_records(parser: argparse.ArgumentParser, args: argparse.Namespace, runs_dir: Path) -> list[RunRecord]:
+def local_records(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, runs_dir: Path
+) -> list[RunRecord]:
     roots = args.paths or [runs_dir]
     missing = [str(root) for root in roots if not root.is_dir()]
     if missing and (args.paths or args.runs_dir is not None):
@@ -58,14 +79,20 @@ def local_records(parser: argparse.ArgumentParser, args: argparse.Namespace, run
 
 def wandb_records(project: str, experiments: list[str]) -> list[RunRecord]:
     if not wandb_credentials_available():
-        print(f"W&B project {project} skipped: no W&B credentials (set WANDB_API_KEY or run `wandb login`); "
-              "comparing local runs only.", file=sys.stderr)
+        print(
+            f"W&B project {project} skipped: no W&B credentials (set WANDB_API_KEY or run `wandb login`); "
+            "comparing local runs only.",
+            file=sys.stderr,
+        )
         return []
     try:
         return fetch_wandb_project_runs(project, experiments)
     except Exception as error:  # the W&B client raises many types (network, auth, unknown project)
-        print(f"W&B project {project} could not be read ({type(error).__name__}: {error}); "
-              "comparing local runs only.", file=sys.stderr)
+        print(
+            f"W&B project {project} could not be read ({type(error).__name__}: {error}); "
+            "comparing local runs only.",
+            file=sys.stderr,
+        )
         return []
 
 
@@ -81,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         records = [record for record in records if record.experiment in args.experiment]
     if not records:
         where = ", ".join(map(str, args.paths or [runs_dir]))
-        print(f"No runs found in {where}" + (f" for experiment(s) {', '.join(args.experiment)}" if args.experiment
-                                               else ""), file=sys.stderr)
+        print(
+            f"No runs found in {where}"
+            + (f" for experiment(s) {', '.join(args.experiment)}" if args.experiment else ""),
+            file=sys.stderr,
+        )
         return 1
     table = build_table(records, args.metric)
     print(format_plain(table), end="")

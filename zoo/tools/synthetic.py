@@ -27,14 +27,21 @@ def _probability(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo synthetic", description="Write the synthetic world as a COCO instances dataset (train and val splits).")
+    parser = argparse.ArgumentParser(
+        prog="zoo synthetic",
+        description="Write the synthetic world as a COCO instances dataset (train and val splits).",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--train-images", type=_non_negative, default=1000, help="number of train images")
     parser.add_argument("--val-images", type=_non_negative, default=200, help="number of val images")
     parser.add_argument("--size", type=int, default=128, help="image width and height in pixels (>= 32)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="random seed")
-    parser.add_argument("--crowd-prob", type=_probability, default=SceneConfig.crowd_prob,
-                        help="probability that an image gets one iscrowd region")
+    parser.add_argument(
+        "--crowd-prob",
+        type=_probability,
+        default=SceneConfig.crowd_prob,
+        help="probability that an image gets one iscrowd region",
+    )
     return parser
 
 
@@ -44,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"--size must be >= 32, got {args.size}")
     config = SceneConfig(crowd_prob=args.crowd_prob)
     for split, count in (("train", args.train_images), ("val", args.val_images)):
-        annotation_file = write_coco_instances(args.out, split, count, image_size=args.size, seed=args.seed,
-                                               config=config, progress=True)
+        annotation_file = write_coco_instances(
+            args.out, split, count, image_size=args.size, seed=args.seed, config=config, progress=True
+        )
         print(f"{split}: {count} images in {args.out / 'images' / split}, annotations {annotation_file}")
     return 0

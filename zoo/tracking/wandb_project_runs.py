@@ -23,8 +23,7 @@ def evaluation_keys(summary: Mapping[str, Any]) -> list[str]:
     keys to scan."""
     names = summary.keys()  # the API's summary object has keys() but no __iter__
     return sorted(
-        name for name in names
-        if name.split("/", 1)[0] in EVALUATION_STAGES and is_number(summary.get(name))
+        name for name in names if name.split("/", 1)[0] in EVALUATION_STAGES and is_number(summary.get(name))
     )
 
 
@@ -34,10 +33,14 @@ def record_from_wandb_api_run(run: Any, history: Iterable[Mapping[str, Any]] = (
     summary = {name: run.summary.get(name) for name in [STEP_KEY, "_step", *evaluation_keys(run.summary)]}
     evaluations = evaluations_from_history(history) or evaluations_from_history([summary])
     location = getattr(run, "url", None) or f"wandb:{run.id}"
-    return record_from_config(dict(run.config), run.group or "", run.name or run.id, "wandb", location, evaluations)
+    return record_from_config(
+        dict(run.config), run.group or "", run.name or run.id, "wandb", location, evaluations
+    )
 
 
-def fetch_wandb_project_runs(project: str, experiments: Sequence[str] = (), api: Any = None) -> list[RunRecord]:
+def fetch_wandb_project_runs(
+    project: str, experiments: Sequence[str] = (), api: Any = None
+) -> list[RunRecord]:
     """Every run of ``project`` (``entity/project`` or ``project``), optionally only the given
     experiments (W&B groups), with their evaluation history (one server query per run)."""
     if api is None:

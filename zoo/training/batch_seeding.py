@@ -30,7 +30,9 @@ class BatchSeeding(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.seed = global_seed(trainer)
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         entropy = (self.seed, trainer.fit_loop.total_batch_idx, trainer.global_rank)
         seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
         random.seed(seed)

@@ -62,7 +62,9 @@ class ResumableShuffleSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False
+        )
         self.start = 0  # where in its epoch the current pass began
         self._has_position = False  # a pass has begun or a position was given: the epoch is ours to count
         self._resume_at: int | None = None
@@ -72,7 +74,8 @@ class ResumableShuffleSampler(DistributedSampler):
             self.epoch = epoch
 
     def resume(self, seed: int, epoch: int, position: int) -> None:
-        """Make the next pass continue epoch ``epoch`` of seed ``seed`` after its first ``position`` samples."""
+        """Make the next pass continue epoch ``epoch`` of seed ``seed`` after its first ``position``
+        samples."""
         self.seed, self.epoch, self._resume_at, self._has_position = seed, epoch, position, True
 
     def __iter__(self) -> Iterator[SeededIndex]:  # a generator: the pass begins at the first draw
