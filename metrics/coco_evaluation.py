@@ -1,9 +1,11 @@
-"""COCO box and mask AP with pycocotools, as a torchmetrics Metric that syncs across DDP ranks.
+"""COCO box and mask AP with pycocotools (or faster-coco-eval), as a torchmetrics Metric over DDP ranks.
 
 Follows the COCO detection evaluation protocol (https://cocodataset.org/#detection-eval): COCOeval on the
 real annotation file, restricted to the images that were evaluated. Detections are stored as tensors (one
 numeric row per detection, mask RLE strings as uint8 bytes) so that torchmetrics can gather them.
 Call `update` per batch and `compute` once per epoch (not `forward`, which would run COCOeval per batch).
+Under DDP, COCOeval is single-threaded Python work of the same size on every rank: only rank 0 runs it
+on the gathered detections and broadcasts the stats, so the other ranks do not repeat it.
 """
 
 import contextlib
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
@@ -26,8 +29,14 @@ from metrics.coco_results import encode_masks, keep_mapped_labels
 IOU_TYPES = ("bbox", "segm")
 # The first six numbers of COCOeval.stats, in COCOeval.summarize() order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# The length of COCOeval.stats for "bbox" and "segm": 6 APs, then 6 ARs.
+STATS_PER_IOU_TYPE = 12
 # Columns of the per-detection rows: image id, category id, box XYWH, score.
 DETECTION_COLUMNS = 7
+# Who implements COCO and COCOeval: pycocotools, the reference, or faster-coco-eval's C++ port of it.
+BACKENDS = ("pycocotools", "faster_coco_eval")
+# The last element of the broadcast stats: whether rank 0's evaluation succeeded.
+_EVALUATED, _FAILED = 1.0, 0.0
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +47,8 @@ class COCOEvaluation(Metric):
     `scores`, and for "segm" `masks` (N,1,H,W) probabilities in the original image size) and targets with
     `image_id`. Images seen twice (DistributedSampler padding) count once. `compute()` returns
     `{"bbox/AP": ..., "segm/APl": ...}` as float64 tensors, -1 where COCOeval has no ground truth for a
-    value; the full 12 COCOeval stats per IoU type are kept in `last_stats`.
+    value; the full 12 COCOeval stats per IoU type are kept in `last_stats` (on every rank).
+    `backend` chooses the COCO/COCOeval implementation (one of `BACKENDS`).
     """
 
     full_state_update = False
@@ -50,6 +60,7 @@ class COCOEvaluation(Metric):
         annotation_file: str | Path,
         label_to_category_id: dict[int, int] | None = None,
         iou_types: Sequence[str] = IOU_TYPES,
+        backend: str = "pycocotools",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,8 +69,10 @@ class COCOEvaluation(Metric):
             raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
         self.iou_types = tuple(iou_types)
         self.label_to_category_id = label_to_category_id
+        self.backend = backend
+        self._coco_class, self._cocoeval_class = coco_api(backend)
         with contextlib.redirect_stdout(io.StringIO()):
-            self.coco_gt = COCO(str(annotation_file))
+            self.coco_gt = self._coco_class(str(annotation_file))
         self.last_stats: dict[str, np.ndarray] = {}
         self.unmapped_detections = 0
         # (M, 2) int64 per evaluated image: image id, number of its detections (in the order of `detections`).
@@ -104,7 +117,47 @@ class COCOEvaluation(Metric):
             self.rle_bytes.append(torch.cat(rle_bytes).to(self.device))
 
     def compute(self) -> dict[str, Tensor]:
-        """Run COCOeval per IoU type on the gathered detections of the evaluated images."""
+        """COCOeval per IoU type on the gathered detections of the evaluated images, run by rank 0 only
+        when the states were gathered across ranks (the stats are broadcast), else by this process."""
+        stats = self._broadcast_from_rank_zero() if self._synced_across_ranks() else self._evaluate_all()
+        output = {}
+        for iou_type, row in zip(self.iou_types, stats, strict=True):
+            self.last_stats[iou_type] = row.cpu().numpy().copy()
+            for name, value in zip(STAT_NAMES, row, strict=False):
+                output[f"{iou_type}/{name}"] = value
+        return output
+
+    def _synced_across_ranks(self) -> bool:
+        """Whether torchmetrics gathered every rank's states into this process (the states then are the
+        same on all ranks of the process group)."""
+        return (
+            self._is_synced
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size(self.process_group) > 1
+        )
+
+    def _broadcast_from_rank_zero(self) -> Tensor:
+        """Rank 0 of the process group evaluates; every rank returns its stats. A failure on rank 0 is
+        broadcast too, so that the other ranks raise instead of waiting in the broadcast forever."""
+        group = self.process_group
+        source = 0 if group is None else dist.get_global_rank(group, 0)
+        size = len(self.iou_types) * STATS_PER_IOU_TYPE + 1
+        buffer = torch.full((size,), _FAILED, dtype=torch.float64, device=self.device)
+        if dist.get_rank() == source:
+            try:
+                buffer[:-1] = self._evaluate_all().flatten()
+            except Exception:
+                dist.broadcast(buffer, source, group=group)
+                raise
+            buffer[-1] = _EVALUATED
+        dist.broadcast(buffer, source, group=group)
+        if buffer[-1].item() != _EVALUATED:
+            raise RuntimeError(f"COCO evaluation failed on rank {source}: see its error")
+        return buffer[:-1].reshape(len(self.iou_types), STATS_PER_IOU_TYPE)
+
+    def _evaluate_all(self) -> Tensor:
+        """(len(iou_types), STATS_PER_IOU_TYPE) float64 COCOeval stats of the detections in the states."""
         images = _cat(self.images, (0, 2), torch.int64).cpu().numpy()
         detections = _cat(self.detections, (0, DETECTION_COLUMNS), torch.float64).cpu().numpy()
         # Keep the first occurrence of each image, so that padded duplicates do not count twice.
@@ -126,15 +179,8 @@ class COCOEvaluation(Metric):
             counts = [data[s : s + n] for s, n, k in zip(starts, lengths, keep, strict=True) if k]
             results["segm"] = self._mask_results(detections[keep], counts)
 
-        output = {}
-        for iou_type in self.iou_types:
-            stats = self._evaluate(results[iou_type], iou_type, image_ids)
-            self.last_stats[iou_type] = stats
-            for name, value in zip(STAT_NAMES, stats, strict=False):
-                output[f"{iou_type}/{name}"] = torch.tensor(
-                    float(value), dtype=torch.float64, device=self.device
-                )
-        return output
+        stats = [self._evaluate(results[iou_type], iou_type, image_ids) for iou_type in self.iou_types]
+        return torch.tensor(np.stack(stats), dtype=torch.float64, device=self.device)
 
     def _drop_unmapped_labels(self, pred: dict[str, Tensor], image_id: int) -> dict[str, Tensor]:
         """Detections of labels with no category (e.g. the unused ids of torchvision's 91-way COCO head)
@@ -187,15 +233,30 @@ class COCOEvaluation(Metric):
             if results:
                 coco_dt = self.coco_gt.loadRes(results)
             else:  # loadRes rejects an empty list; no detections gives AP 0 (-1 where there is no GT).
-                coco_dt = COCO()
+                coco_dt = self._coco_class()
                 coco_dt.dataset = {**self.coco_gt.dataset, "annotations": []}
                 coco_dt.createIndex()
-            coco_eval = COCOeval(self.coco_gt, coco_dt, iou_type)
+            coco_eval = self._cocoeval_class(self.coco_gt, coco_dt, iou_type)
             coco_eval.params.imgIds = image_ids
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
-        return coco_eval.stats.copy()
+        stats = np.asarray(coco_eval.stats, dtype=np.float64)
+        if stats.shape != (STATS_PER_IOU_TYPE,):
+            raise RuntimeError(f"{self.backend} gave {iou_type} stats of shape {stats.shape}, not 12")
+        return stats.copy()
+
+
+def coco_api(backend: str) -> tuple[type, type]:
+    """The COCO and COCOeval classes of `backend`; faster-coco-eval is imported only when chosen."""
+    if backend == "pycocotools":
+        return COCO, COCOeval
+    if backend == "faster_coco_eval":
+        from faster_coco_eval import COCO as FasterCOCO
+        from faster_coco_eval import COCOeval_faster
+
+        return FasterCOCO, COCOeval_faster
+    raise ValueError(f"unknown COCO evaluation backend {backend!r}: choose one of {BACKENDS}")
 
 
 def _cat(state: list[Tensor] | Tensor, empty_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
