@@ -237,6 +237,12 @@ class CocoInstancesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def seeded_item(self, item: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Item ``item`` with its augmentation drawn from ``seed`` (the resumable loader's contract)."""
+        if self.transforms is not None:
+            self.transforms.set_random_seed(seed)
+        return self[item]
+
     def __getitem__(self, item: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image_id = self.image_ids[item]
         info = self.coco.imgs[image_id]

@@ -2,23 +2,31 @@
 
 from pathlib import Path
 
+import albumentations as A
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from datamodules.coco_instances import CocoInstancesDataset
 from datamodules.collate import collate_detection
 from datamodules.errors import DatasetFormatError
-from datamodules.instance_transforms import train_transforms
+from datamodules.instance_transforms import require_pixel_level
+from datamodules.instance_transforms import train_transforms as train_transforms_default
+from datamodules.metadata import DatasetMetadata
 from zoo.training.resumable_loader import ResumableDataLoader, global_seed, resumable_train_loader
 
 
 class CocoInstancesDataModule(LightningDataModule):
     """COCO instances train/val(/test) data for instance segmentation (Mask R-CNN and kin).
 
-    Validation, test and prediction items are untransformed (original image coordinates, as COCO
-    evaluation needs); training uses ``instance_transforms.train_transforms(flip_prob, color_jitter)``.
-    Batches are ``(list of images, list of targets)`` (``collate_detection``). The training loader
-    resumes exactly mid-epoch, order and augmentations included (``zoo.training.resumable_loader``).
+    Batches follow ``datamodules.batch`` (``collate_detection``); ``metadata`` tells the module the
+    classes, category ids and the annotation files to evaluate against. The training loader resumes
+    exactly mid-epoch, order and augmentations included (``zoo.training.resumable_loader``).
+
+    The pipelines are injectable per experiment, e.g. in YAML ``train_transforms: {class_path:
+    datamodules.instance_transforms.train_transforms, init_args: {flip_prob: 0.5, color_jitter: 0}}``
+    (a function returning an ``A.Compose`` built with ``instance_bbox_params()``). Evaluation items must
+    stay in the original image coordinates that COCO evaluation scores, so ``val_transforms`` may only
+    change pixel values (albumentations' pixel-level transforms; a geometric one raises).
 
     Args:
         train_images: folder the training JSON's ``file_name`` entries are relative to.
@@ -27,8 +35,9 @@ class CocoInstancesDataModule(LightningDataModule):
         val_annotations: validation COCO instances JSON (also used for COCO evaluation).
         batch_size: training images per batch (per device).
         num_workers: DataLoader worker processes (persistent when > 0).
-        flip_prob: probability of a horizontal flip in training.
-        color_jitter: strength of the training brightness/contrast/saturation jitter; 0 turns it off.
+        train_transforms: the training pipeline; default ``instance_transforms.train_transforms()``
+            (horizontal flip 0.5, colour jitter 0.2).
+        val_transforms: a pixel-value pipeline for validation, test and prediction; default none.
         contiguous_labels: labels 1..C in category-id order; False keeps label = category id
             (torchvision's 91-class COCO convention).
         val_batch_size: validation/test/predict images per batch; default: ``batch_size``.
@@ -45,8 +54,8 @@ class CocoInstancesDataModule(LightningDataModule):
         val_annotations: str | Path,
         batch_size: int = 2,
         num_workers: int = 2,
-        flip_prob: float = 0.5,
-        color_jitter: float = 0.2,
+        train_transforms: A.Compose | None = None,
+        val_transforms: A.Compose | None = None,
         contiguous_labels: bool = True,
         val_batch_size: int | None = None,
         pin_memory: bool = False,
@@ -54,7 +63,7 @@ class CocoInstancesDataModule(LightningDataModule):
         test_annotations: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["train_transforms", "val_transforms"])
         if (test_images is None) != (test_annotations is None):
             raise ValueError("give both test_images and test_annotations, or neither")
         self.train_images, self.train_annotations = Path(train_images), Path(train_annotations)
@@ -67,22 +76,16 @@ class CocoInstancesDataModule(LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.flip_prob = flip_prob
-        self.color_jitter = color_jitter
+        self.train_transforms = (
+            train_transforms if train_transforms is not None else train_transforms_default()
+        )
+        if val_transforms is not None:
+            require_pixel_level(val_transforms, "val_transforms")
+        self.val_transforms = val_transforms
         self.contiguous_labels = contiguous_labels
         self.train_dataset: CocoInstancesDataset | None = None
         self.val_dataset: CocoInstancesDataset | None = None
         self.test_dataset: CocoInstancesDataset | None = None
-
-    @property
-    def val_annotation_file(self) -> Path:
-        """The validation JSON, for COCO evaluation."""
-        return self.val_annotations
-
-    @property
-    def test_annotation_file(self) -> Path:
-        """The test JSON (the validation JSON when no test split is given), for COCO evaluation."""
-        return self.test_annotations
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``fit``: train and val; ``validate``: val; ``test`` and
@@ -91,16 +94,16 @@ class CocoInstancesDataModule(LightningDataModule):
             self.train_dataset = CocoInstancesDataset(
                 self.train_images,
                 self.train_annotations,
-                transforms=train_transforms(self.flip_prob, self.color_jitter),
+                transforms=self.train_transforms,
                 contiguous_labels=self.contiguous_labels,
             )
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = CocoInstancesDataset(
-                self.val_images, self.val_annotations, contiguous_labels=self.contiguous_labels
+                self.val_images, self.val_annotations, self.val_transforms, self.contiguous_labels
             )
         if stage in ("test", "predict", None) and self.test_dataset is None:
             self.test_dataset = CocoInstancesDataset(
-                self.test_images, self.test_annotations, contiguous_labels=self.contiguous_labels
+                self.test_images, self.test_annotations, self.val_transforms, self.contiguous_labels
             )
         built = [d for d in (self.train_dataset, self.val_dataset, self.test_dataset) if d is not None]
         for dataset in built[1:]:
@@ -122,19 +125,15 @@ class CocoInstancesDataModule(LightningDataModule):
         return self.val_dataset
 
     @property
-    def class_names(self) -> list[str]:
-        """Class names; index = label - 1."""
-        return self._categories().class_names
-
-    @property
-    def num_classes(self) -> int:
-        """Number of object classes C, without background."""
-        return self._categories().num_classes
-
-    @property
-    def label_to_category_id(self) -> dict[int, int]:
-        """Model label -> COCO category id (for writing COCO results)."""
-        return self._categories().label_to_category_id
+    def metadata(self) -> DatasetMetadata:
+        """Classes, category ids and the files COCO evaluation scores val and test against (readable
+        before ``setup``: the CLI hands it to the module when both are built)."""
+        categories = self._categories()
+        return DatasetMetadata(
+            class_names=tuple(categories.class_names),
+            label_to_category_id=dict(categories.label_to_category_id),
+            annotation_files={"val": self.val_annotations, "test": self.test_annotations},
+        )
 
     def _eval_loader(self, dataset: CocoInstancesDataset | None, batch_size: int) -> DataLoader:
         if dataset is None:

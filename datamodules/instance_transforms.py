@@ -2,8 +2,11 @@
 
 Sync works the way albumentations intends it: masks go in as a list, boxes as ``pascal_voc`` (XYXY
 pixels) with an ``instance_index`` label field, and after the pipeline each surviving box's index
-picks its mask and label. Only the training pipeline exists: validation, test and prediction use no
-transform at all, so predictions stay in the original image coordinates that COCO evaluation needs.
+picks its mask and label. The family's default training pipeline is ``train_transforms``;
+experiments may inject another (any function returning an ``A.Compose`` built with
+``instance_bbox_params()``). Validation, test and
+prediction default to no transform, so predictions stay in the original image coordinates that COCO
+evaluation needs; a pipeline given for them may only change pixel values (``require_pixel_level``).
 There is no resize here on purpose: Mask R-CNN resizes inside the model (He et al. 2017, "Mask R-CNN",
 Sec. 3.1: shorter side 800 px; torchvision's ``GeneralizedRCNNTransform`` takes a tuple ``min_size``
 for multi-scale training), so the pipeline's only geometric change is a horizontal flip.
@@ -43,6 +46,20 @@ def train_transforms(flip_prob: float = 0.5, color_jitter: float = 0.2) -> A.Com
             )
         )
     return A.Compose(steps, bbox_params=instance_bbox_params())
+
+
+def require_pixel_level(transforms: A.BaseCompose, name: str) -> None:
+    """Raise unless every transform in ``transforms`` (nested composes included) only changes pixel
+    values (albumentations' ``ImageOnlyTransform``): a flip, crop or resize would move the predictions
+    out of the frame the ground truth is scored in."""
+    for transform in transforms.transforms:
+        if isinstance(transform, A.BaseCompose):
+            require_pixel_level(transform, name)
+        elif not isinstance(transform, A.ImageOnlyTransform):
+            raise ValueError(
+                f"{name}: {type(transform).__name__} changes the image geometry; evaluation items must stay "
+                "in the original image coordinates (use pixel-level transforms only)"
+            )
 
 
 def apply_instance_transforms(

@@ -1,4 +1,5 @@
-"""Learning-rate schedules stepped per optimizer step."""
+"""Learning-rate schedules stepped once per optimizer step, picked in the experiment YAML
+(``model.init_args.lr_scheduler``) like any ``torch.optim.lr_scheduler`` class."""
 
 from __future__ import annotations
 
@@ -6,39 +7,39 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 
 
-class WarmupMultiStepFactor:
+class WarmupMultiStepLR(LRScheduler):
     """Linear warm-up from ``warmup_factor`` to 1 over ``warmup_steps``, then multiply by ``gamma`` at
     each milestone: detectron2's ``WarmupMultiStepLR`` (Goyal et al. 2017, Sec. 2.2 gradual warm-up).
 
-    A callable object rather than a closure so that ``LambdaLR.state_dict`` stores it and a resumed
-    run continues the same schedule."""
+    Its whole state (milestones included) is in ``state_dict``, so a resumed run continues the same
+    schedule."""
 
     def __init__(
-        self, warmup_steps: int, warmup_factor: float, milestones: Sequence[int], gamma: float
+        self,
+        optimizer: torch.optim.Optimizer,
+        milestones: Sequence[int],
+        gamma: float = 0.1,
+        warmup_steps: int = 1000,
+        warmup_factor: float = 0.001,
+        last_epoch: int = -1,
     ) -> None:
         if list(milestones) != sorted(milestones):
             raise ValueError(f"lr milestones must be increasing, got {list(milestones)}")
-        self.warmup_steps = warmup_steps
-        self.warmup_factor = warmup_factor
         self.milestones = list(milestones)
         self.gamma = gamma
+        self.warmup_steps = warmup_steps
+        self.warmup_factor = warmup_factor
+        super().__init__(optimizer, last_epoch)
 
-    def __call__(self, step: int) -> float:
+    def factor(self, step: int) -> float:
         decay = self.gamma ** bisect_right(self.milestones, step)
         if step >= self.warmup_steps:
             return decay
         alpha = step / self.warmup_steps
         return decay * (self.warmup_factor * (1 - alpha) + alpha)
 
-
-def warmup_multistep(
-    optimizer: torch.optim.Optimizer,
-    warmup_steps: int,
-    warmup_factor: float,
-    milestones: Sequence[int],
-    gamma: float,
-) -> LambdaLR:
-    return LambdaLR(optimizer, WarmupMultiStepFactor(warmup_steps, warmup_factor, milestones, gamma))
+    def get_lr(self) -> list[float]:
+        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]

@@ -1,8 +1,11 @@
 """ResNet-FPN backbones (Lin et al. 2017, "Feature Pyramid Networks", Sec. 3; He et al. 2016 ResNets)
-built from torchvision's ResNets and ``BackboneWithFPN``."""
+built from torchvision's ResNets and ``BackboneWithFPN``, with the pyramid's levels and extra blocks
+as parameters: C2-C5 -> P2-P5 plus a max-pooled P6 for Mask R-CNN (``LastLevelMaxPool``), C3-C5 ->
+P3-P5 plus P6, P7 by stride-2 convs for YOLACT and RetinaFace (``LastLevelP6P7``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -10,13 +13,17 @@ from torch import nn
 from torchvision.models import resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
 
 RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
 # Trainable stages counted from the top, as in torchvision's ``_resnet_fpn_extractor`` (5 = everything).
 _STAGES_TOP_DOWN = ("layer4", "layer3", "layer2", "layer1", "conv1")
-# Output strides of the FPN levels "0".."3" (P2-P5) and of the max-pooled "pool" level (P6).
-FPN_STRIDES = (4, 8, 16, 32)
+MASK_RCNN_LEVELS = (2, 3, 4, 5)  # C2-C5
+
+
+def level_strides(levels: Sequence[int]) -> tuple[int, ...]:
+    """Output strides of the pyramid levels P<level> built from C<level> (stride 2**level)."""
+    return tuple(2**level for level in levels)
 
 
 def resnet_fpn_backbone(
@@ -24,10 +31,14 @@ def resnet_fpn_backbone(
     fpn_channels: int = 256,
     frozen_bn: bool = True,
     trainable_layers: int = 3,
-    weights_path: str | None = None,
+    weights_path: str | Path | None = None,
+    levels: Sequence[int] = MASK_RCNN_LEVELS,
+    extra_blocks: ExtraFPNBlock | None = None,
 ) -> BackboneWithFPN:
-    """ResNet-``depth`` with an FPN on C2-C5 plus a max-pooled P6 (Mask R-CNN paper Sec. 3.
-    "Network Architecture"); returns features ``{"0": P2, ..., "3": P5, "pool": P6}``.
+    """ResNet-``depth`` with an FPN on the stages C<level> for ``levels`` (2..5, increasing) and
+    ``extra_blocks`` on top (default ``LastLevelMaxPool``: P6 by max-pooling P5, Mask R-CNN paper Sec. 3
+    "Network Architecture"); features are ``{"0": P<levels[0]>, "1": ..., <extra names>}`` -- with
+    the defaults ``{"0": P2, ..., "3": P5, "pool": P6}``, torchvision's layout.
 
     ``frozen_bn`` uses ``FrozenBatchNorm2d`` (fixed ImageNet statistics, the paper's fine-tuning setup);
     otherwise ordinary ``BatchNorm2d``, which from-scratch training needs. ``trainable_layers`` (0-5)
@@ -36,10 +47,17 @@ def resnet_fpn_backbone(
     """
     if depth not in RESNETS:
         raise ValueError(f"ResNet depth must be one of {sorted(RESNETS)}, got {depth}")
+    if not levels or list(levels) != sorted(set(levels)) or not set(levels) <= {2, 3, 4, 5}:
+        raise ValueError(f"levels must be increasing ResNet stages among 2..5, got {list(levels)}")
     if not 0 <= trainable_layers <= 5:
         raise ValueError(f"trainable_layers must be in [0, 5], got {trainable_layers}")
     body = RESNETS[depth](weights=None, norm_layer=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
     if weights_path is not None:
+        if str(weights_path) == "None":  # jsonargparse 4.53 turns a nested dotted `... null` into "None"
+            raise ValueError(
+                "backbone_weights is the string 'None': to train from scratch write the override as JSON, "
+                """--model.init_args.model '{"init_args": {"backbone_weights": null}}'"""
+            )
         if not Path(weights_path).is_file():
             raise FileNotFoundError(
                 f"backbone weights {weights_path} not found: put torchvision's ImageNet ResNet-{depth} "
@@ -54,8 +72,8 @@ def resnet_fpn_backbone(
     stage2_channels = body.inplanes // 8  # 64 for BasicBlock ResNets, 256 for Bottleneck ones
     return BackboneWithFPN(
         body,
-        return_layers={f"layer{k + 1}": str(k) for k in range(4)},
-        in_channels_list=[stage2_channels * 2**k for k in range(4)],
+        return_layers={f"layer{level - 1}": str(index) for index, level in enumerate(levels)},
+        in_channels_list=[stage2_channels * 2 ** (level - 2) for level in levels],
         out_channels=fpn_channels,
-        extra_blocks=LastLevelMaxPool(),
+        extra_blocks=LastLevelMaxPool() if extra_blocks is None else extra_blocks,
     )

@@ -1,23 +1,31 @@
 """Mask R-CNN (He et al. 2017, "Mask R-CNN", ICCV): a ResNet-FPN backbone, an RPN (Ren et al.
 2015) and RoIAlign-based box and mask heads run in parallel (Sec. 3, Fig. 4 right).
 
-Defaults are the paper's R50-FPN configuration as trained by torchvision's
-``maskrcnn_resnet50_fpn`` (91 COCO classes incl. background, frozen BN, 800/1333 resizing); with
-them the module's state dict is key-for-key that model's, and its eval outputs are identical.
+``TwoStageDetector`` is the composition of the parts -- ``transform``, ``backbone``, ``rpn``,
+``roi_heads`` -- like torchvision's ``GeneralizedRCNN``, so that methods built on Mask R-CNN (UPSNet,
+DensePose R-CNN, VPSNet) reach its features (``features``) and heads, or compose their own parts.
+``MaskRCNN`` builds the parts from flat settings (what the experiment YAMLs set); its defaults are
+the paper's R50-FPN configuration as trained by torchvision's ``maskrcnn_resnet50_fpn`` (frozen BN,
+800/1333 resizing), and with ``num_classes=90`` (torchvision's COCO labels 1..90) the state dict is
+key-for-key that model's and the eval outputs are identical.
+Training (Sec. 3): L = L_cls + L_box + L_mask on the sampled RoIs, L_mask the average binary
+cross-entropy of the ground-truth class's 28x28 mask only, plus the RPN's objectness and box losses
+(Ren et al. 2015, Sec. 3.1.2) -- the losses ``forward`` returns in training mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
-from models.backbones import FPN_STRIDES, resnet_fpn_backbone
+from models.backbones import MASK_RCNN_LEVELS, level_strides, resnet_fpn_backbone
 from models.box_head import FastRCNNPredictor, TwoMLPHead
 from models.mask_head import MaskHead, MaskPredictor
 from models.paste_masks import paste_masks_in_image
@@ -29,28 +37,73 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class MaskRCNN(nn.Module):
-    """Mask R-CNN on a list of (3, H, W) images in [0, 1].
+class TwoStageDetector(nn.Module):
+    """An R-CNN on a list of (3, H, W) images in [0, 1], composed of its parts.
 
-    ``num_classes`` counts the background (COCO: 80 things in 91 ids + background = 91).
-    ``anchor_sizes`` gives one anchor size per FPN level P2-P6 (each with ``anchor_aspect_ratios``).
-    ``aligned=True`` switches every RoIAlign (box, mask, mask targets) to detectron2's half-pixel
-    version. ``backbone_weights`` is a local torchvision ResNet state dict.
-
-    ``forward(images, targets)`` returns, in training, the losses ``loss_classifier``,
-    ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``; in eval, per image
-    ``boxes`` (N, 4) XYXY, ``labels``, ``scores`` and ``masks`` (N, 1, H, W) probabilities, all in the
-    input image's pixel frame.
+    ``num_classes`` is C, the object classes (labels 1..C; the classifier has C + 1 outputs, 0 being
+    background: ``datamodules.batch``). ``forward(images, targets)`` returns, in training, the losses
+    ``loss_classifier``, ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``; in
+    eval, per image ``boxes`` (N, 4) XYXY, ``labels``, ``scores`` and ``masks`` (N, 1, H, W)
+    probabilities, all in the input image's pixel frame.
     """
 
     def __init__(
         self,
-        num_classes: int = 91,
+        transform: GeneralizedRCNNTransform,
+        backbone: nn.Module,
+        rpn: RegionProposalNetwork,
+        roi_heads: MaskRoIHeads,
+    ) -> None:
+        super().__init__()
+        self.transform = transform
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.num_classes = roi_heads.box_predictor.cls_score.out_features - 1
+
+    def features(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> tuple[ImageList, list[dict[str, Tensor]] | None, dict[str, Tensor]]:
+        """Resized, normalised images (and targets in their frame) and the FPN features: what a method
+        that adds branches to Mask R-CNN (semantic head, DensePose, tracking) starts from."""
+        image_list, targets = self.transform(images, targets)
+        return image_list, targets, self.backbone(image_list.tensors)
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if self.training:
+            _check_targets(images, targets)
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, targets, features = self.features(images, targets)
+        proposals, rpn_losses = self.rpn(image_list, features, targets)
+        detections, head_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        if self.training:
+            return {**head_losses, **rpn_losses}
+        for detection, size, original in zip(detections, image_list.image_sizes, original_sizes, strict=True):
+            detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+            detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
+        return detections
+
+
+class MaskRCNN(TwoStageDetector):
+    """Mask R-CNN with its parts built from flat settings (the experiment YAMLs name this class).
+
+    ``backbone_levels`` are the ResNet stages the FPN is built on, with a max-pooled level above the
+    last; ``anchor_sizes`` gives one anchor size per pyramid level (each with
+    ``anchor_aspect_ratios``). ``aligned=True`` switches every RoIAlign (box, mask, mask targets) to
+    detectron2's half-pixel version. ``backbone_weights`` is a local torchvision ResNet state dict.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 90,
         *,
         backbone_depth: int = 50,
+        backbone_levels: Sequence[int] = MASK_RCNN_LEVELS,
         frozen_bn: bool = True,
         trainable_backbone_layers: int = 3,
-        backbone_weights: str | None = None,
+        backbone_weights: Path | None = None,
         fpn_channels: int = 256,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
@@ -80,17 +133,29 @@ class MaskRCNN(nn.Module):
         mask_head_channels: int = 256,
         aligned: bool = False,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
+        if num_classes < 1:
+            raise ValueError(
+                f"num_classes counts object classes (no background) and must be >= 1, got {num_classes}"
+            )
+        if len(anchor_sizes) != len(backbone_levels) + 1:
+            raise ValueError(
+                f"{len(anchor_sizes)} anchor sizes for {len(backbone_levels) + 1} pyramid levels "
+                f"(levels {list(backbone_levels)} and the max-pooled one above): give one size per level"
+            )
         min_sizes = (min_size,) if isinstance(min_size, int) else tuple(min_size)
-        self.transform = GeneralizedRCNNTransform(min_sizes, max_size, list(image_mean), list(image_std))
-        self.backbone = resnet_fpn_backbone(
-            backbone_depth, fpn_channels, frozen_bn, trainable_backbone_layers, backbone_weights
+        transform = GeneralizedRCNNTransform(min_sizes, max_size, list(image_mean), list(image_std))
+        backbone = resnet_fpn_backbone(
+            backbone_depth,
+            fpn_channels,
+            frozen_bn,
+            trainable_backbone_layers,
+            backbone_weights,
+            backbone_levels,
         )
         anchor_generator = AnchorGenerator(
             tuple((s,) for s in anchor_sizes), (tuple(anchor_aspect_ratios),) * len(anchor_sizes)
         )
-        self.rpn = RegionProposalNetwork(
+        rpn = RegionProposalNetwork(
             anchor_generator,
             Float32RPNHead(fpn_channels, anchor_generator.num_anchors_per_location()[0]),
             rpn_fg_iou_thresh,
@@ -102,15 +167,22 @@ class MaskRCNN(nn.Module):
             rpn_nms_thresh,
             score_thresh=rpn_score_thresh,
         )
-        box_pool = FPNRoIAlign(7, sampling_ratio=2, aligned=aligned, strides=FPN_STRIDES)
-        mask_pool = FPNRoIAlign(14, sampling_ratio=2, aligned=aligned, strides=FPN_STRIDES)
-        self.roi_heads = MaskRoIHeads(
+        level_names = [str(index) for index in range(len(backbone_levels))]
+        strides = level_strides(backbone_levels)
+        box_pool = FPNRoIAlign(
+            7, sampling_ratio=2, aligned=aligned, featmap_names=level_names, strides=strides
+        )
+        mask_pool = FPNRoIAlign(
+            14, sampling_ratio=2, aligned=aligned, featmap_names=level_names, strides=strides
+        )
+        with_background = num_classes + 1
+        roi_heads = MaskRoIHeads(
             box_pool,
             TwoMLPHead(fpn_channels * 7 * 7, representation_size),
-            FastRCNNPredictor(representation_size, num_classes),
+            FastRCNNPredictor(representation_size, with_background),
             mask_pool,
             MaskHead(fpn_channels, mask_head_channels),
-            MaskPredictor(mask_head_channels, num_classes, mask_head_channels),
+            MaskPredictor(mask_head_channels, with_background, mask_head_channels),
             fg_iou_thresh=box_fg_iou_thresh,
             bg_iou_thresh=box_bg_iou_thresh,
             batch_size_per_image=box_batch_size_per_image,
@@ -120,47 +192,7 @@ class MaskRCNN(nn.Module):
             nms_thresh=box_nms_thresh,
             detections_per_img=box_detections_per_img,
         )
-
-    @classmethod
-    def small(cls, num_classes: int, **overrides: Any) -> MaskRCNN:
-        """CPU preset for from-scratch training on ~128 px images with 15-50 px objects: R18-FPN with
-        64 channels and trainable BatchNorm, 256-d box head, 64-channel mask head, anchors 16-256 px,
-        fewer proposals and smaller RoI mini-batches. Keyword ``overrides`` replace any setting."""
-        settings: dict[str, Any] = {
-            "backbone_depth": 18,
-            "frozen_bn": False,
-            "trainable_backbone_layers": 5,
-            "fpn_channels": 64,
-            "min_size": 128,
-            "max_size": 128,
-            "anchor_sizes": (16, 32, 64, 128, 256),
-            "rpn_pre_nms_top_n_train": 1000,
-            "rpn_pre_nms_top_n_test": 500,
-            "rpn_post_nms_top_n_train": 500,
-            "rpn_post_nms_top_n_test": 100,
-            "rpn_batch_size_per_image": 128,
-            "representation_size": 256,
-            "box_batch_size_per_image": 128,
-            "mask_head_channels": 64,
-        }
-        return cls(num_classes, **{**settings, **overrides})
-
-    def forward(
-        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        if self.training:
-            _check_targets(images, targets)
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        image_list, targets = self.transform(images, targets)
-        features = self.backbone(image_list.tensors)
-        proposals, rpn_losses = self.rpn(image_list, features, targets)
-        detections, head_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
-        if self.training:
-            return {**head_losses, **rpn_losses}
-        for detection, size, original in zip(detections, image_list.image_sizes, original_sizes, strict=True):
-            detection["boxes"] = resize_boxes(detection["boxes"], size, original)
-            detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
-        return detections
+        super().__init__(transform, backbone, rpn, roi_heads)
 
 
 def _check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None) -> None:

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from models.backbones import resnet_fpn_backbone
+from models.backbones import level_strides, resnet_fpn_backbone
 
 
 def test_resnet18_fpn_pyramid() -> None:
@@ -51,3 +52,20 @@ def test_loads_local_weights(tmp_path: Path) -> None:
 def test_rejects_unknown_depth() -> None:
     with pytest.raises(ValueError, match="depth"):
         resnet_fpn_backbone(42)
+
+
+def test_c3_to_c5_with_p6_p7_by_strided_convs() -> None:
+    """YOLACT's and RetinaFace's pyramid: P3-P5 from C3-C5, P6 and P7 by stride-2 3x3 convs on P5."""
+    backbone = resnet_fpn_backbone(18, 32, False, 5, levels=(3, 4, 5), extra_blocks=LastLevelP6P7(32, 32))
+    features = backbone(torch.rand(1, 3, 128, 128))
+    assert {k: tuple(v.shape[-2:]) for k, v in features.items()} == {
+        "0": (16, 16), "1": (8, 8), "2": (4, 4), "p6": (2, 2), "p7": (1, 1),
+    }  # fmt: skip
+    assert backbone.fpn.extra_blocks.use_P5  # same channels: P6 is computed from P5, not C5
+    assert level_strides((3, 4, 5)) == (8, 16, 32)
+
+
+@pytest.mark.parametrize("levels", [(), (1, 2), (3, 2), (2, 2, 3)])
+def test_rejects_levels_that_are_not_increasing_stages(levels) -> None:
+    with pytest.raises(ValueError, match="levels"):
+        resnet_fpn_backbone(18, levels=levels)

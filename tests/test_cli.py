@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_fit_writes_config_checkpoints_metrics_and_offline_wandb(tiny_synthetic:
     logged = logger.experiment.config
     assert logged["run"]["parameters"] == sum(p.numel() for p in cli.model.parameters())
     assert "git_commit" in logged["run"]
-    assert logged["model"]["init_args"]["lr"] == pytest.approx(0.02)
+    assert logged["model"]["init_args"]["optimizer"]["init_args"]["lr"] == pytest.approx(0.02)
     [offline_run] = (run_dir / "wandb").glob("offline-run-*-mask_rcnn_synthetic-run-a")
     overlays = list((offline_run / "files" / "media" / "images" / "val").glob("predictions_*.png"))
     assert len(overlays) == 2  # overlay_images in the tiny config: one validation, two images
@@ -102,7 +103,7 @@ def test_print_config_shows_the_resolved_experiment(tiny_synthetic: Path, tmp_pa
         run_zoo_in_process("fit", tiny_synthetic, tmp_path, "printed", "--print_config")
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "lightning_modules.mask_rcnn.MaskRCNNModule"
+    assert printed["model"]["class_path"] == "lightning_modules.detection.InstanceSegmentationModule"
     assert printed["trainer"]["max_steps"] == 4
 
 
@@ -163,3 +164,42 @@ def test_predict_writes_coco_results_that_pycocotools_loads(tiny_synthetic: Path
     detections = ground_truth.loadRes(results)
     assert set(detections.getImgIds()) <= set(ground_truth.getImgIds())
     assert {r["category_id"] for r in results} <= set(ground_truth.getCatIds())
+
+
+def test_evaluating_a_run_that_does_not_exist_fails_and_names_the_runs(tiny_synthetic: Path, tmp_path: Path):
+    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "real-run", "--wandb=false", "--trainer.max_steps=1")
+    for subcommand in ("validate", "predict"):
+        with pytest.raises(
+            ValueError, match=r"no run 'real-rnu' of experiment 'mask_rcnn_synthetic'.*real-run"
+        ):
+            run_zoo_in_process(
+                subcommand, tiny_synthetic, tmp_path, "real-rnu", "--wandb=false", "--ckpt_path=last"
+            )
+    assert sorted(path.name for path in (tmp_path / "mask_rcnn_synthetic").iterdir()) == [
+        "real-run"
+    ]  # no stray run
+
+
+def test_last_checkpoint_of_a_run_without_checkpoints_is_an_error(tiny_synthetic: Path, tmp_path: Path):
+    (tmp_path / "mask_rcnn_synthetic" / "empty").mkdir(parents=True)
+    with pytest.raises(ValueError, match="has no checkpoint to evaluate"):
+        run_zoo_in_process("validate", tiny_synthetic, tmp_path, "empty", "--wandb=false", "--ckpt_path=last")
+
+
+def test_evaluation_configs_are_named_after_the_stage(tiny_synthetic: Path, tmp_path: Path):
+    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "staged", "--wandb=false", "--trainer.max_steps=1")
+    run_zoo_in_process("validate", tiny_synthetic, tmp_path, "staged", "--wandb=false", "--ckpt_path=last")
+    names = sorted(path.name for path in (tmp_path / "mask_rcnn_synthetic" / "staged").glob("config*.yaml"))
+    assert names == ["config-validate.yaml", "config.yaml"]
+
+
+def test_the_num_classes_hint_is_an_override_that_works_as_written(tiny_synthetic: Path, tmp_path: Path):
+    wrong = "--model.init_args.model.init_args.num_classes=7"
+    with pytest.raises(ValueError, match="num_classes=7") as error:
+        run_zoo_in_process("fit", tiny_synthetic, tmp_path, "hint", "--wandb=false", wrong)
+    [hint] = re.findall(r"set (--\S+)", str(error.value))
+    assert hint == "--model.init_args.model.init_args.num_classes=4"
+    cli = run_zoo_in_process(
+        "fit", tiny_synthetic, tmp_path, "hint", "--wandb=false", "--trainer.max_steps=1", hint
+    )
+    assert cli.model.model.num_classes == 4

@@ -21,7 +21,7 @@ from zoo.runs.records import find_runs, read_metrics_file
 from zoo.tools import compare
 from zoo.tracking.wandb_project_runs import fetch_wandb_project_runs, record_from_wandb_api_run
 
-MASK_RCNN = "lightning_modules.mask_rcnn.MaskRCNNModule"
+MASK_RCNN = "lightning_modules.detection.InstanceSegmentationModule"
 DETECTRON2 = "detectron2 model zoo, mask_rcnn_R_50_FPN_1x (COCO val2017)"
 TORCHVISION = "torchvision maskrcnn_resnet50_fpn COCO_V1 weights (COCO val2017)"
 PUBLISHED = [

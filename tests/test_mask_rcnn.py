@@ -10,6 +10,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from models.mask_rcnn import MaskRCNN
 from models.roi_align import FPNRoIAlign
+from tests.presets import small_mask_rcnn
 
 # Small images and fewer RoIs on both sides keep the full-size R50 models fast on a CPU.
 SIZES = {
@@ -56,7 +57,7 @@ def test_full_size_parameter_count() -> None:
 def test_torchvision_weights_give_identical_eval_outputs(torchvision_state: dict[str, torch.Tensor]) -> None:
     reference = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **SIZES)
     reference.load_state_dict(torchvision_state)
-    ours = MaskRCNN(**SIZES)  # full size: R50-FPN, 91 classes, frozen BN
+    ours = MaskRCNN(90, **SIZES)  # full size: R50-FPN, labels 1..90 + background, frozen BN
     ours.load_state_dict(torchvision_state, strict=True)
     images = _images()
     with torch.no_grad():
@@ -76,7 +77,7 @@ def test_training_losses_equal_torchvision_including_an_image_without_objects(
     # torchvision builds random-init models with trainable BatchNorm and all stages trainable.
     reference = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **SIZES)
     reference.load_state_dict(torchvision_state)
-    ours = MaskRCNN(frozen_bn=False, trainable_backbone_layers=5, **SIZES)
+    ours = MaskRCNN(90, frozen_bn=False, trainable_backbone_layers=5, **SIZES)
     ours.load_state_dict(torchvision_state, strict=True)
     images = _images()
     targets = [_target(200, 240, [[20, 10, 90, 70], [120, 90, 230, 190]], [3, 7]), _target(180, 260, [], [])]
@@ -91,7 +92,7 @@ def test_training_losses_equal_torchvision_including_an_image_without_objects(
 
 def test_small_preset_trains_and_predicts_in_input_pixels() -> None:
     torch.manual_seed(0)
-    model = MaskRCNN.small(num_classes=4)
+    model = small_mask_rcnn(num_classes=3)
     images = [torch.rand(3, 128, 128), torch.rand(3, 96, 140)]
     targets = [
         _target(128, 128, [[10, 12, 50, 60], [70, 60, 110, 100]], [1, 3]),
@@ -123,7 +124,7 @@ def test_small_preset_trains_and_predicts_in_input_pixels() -> None:
 
 def test_batch_without_any_objects_trains() -> None:
     torch.manual_seed(0)
-    model = MaskRCNN.small(num_classes=3).train()
+    model = small_mask_rcnn(num_classes=2).train()
     losses = model([torch.rand(3, 128, 128)] * 2, [_target(128, 128, [], [])] * 2)
     assert set(losses) == LOSS_NAMES
     assert losses["loss_mask"] == 0 and losses["loss_box_reg"] == 0 and losses["loss_rpn_box_reg"] == 0
@@ -132,7 +133,7 @@ def test_batch_without_any_objects_trains() -> None:
 
 
 def test_aligned_option_reaches_every_roi_align() -> None:
-    model = MaskRCNN.small(num_classes=3, aligned=True)
+    model = small_mask_rcnn(num_classes=2, aligned=True)
     pools = [m for m in model.modules() if isinstance(m, FPNRoIAlign)]
     assert len(pools) == 2 and all(p.aligned for p in pools)
     losses = model.train()([torch.rand(3, 128, 128)], [_target(128, 128, [[10, 10, 60, 50]], [2])])
@@ -140,30 +141,27 @@ def test_aligned_option_reaches_every_roi_align() -> None:
 
 
 def test_rejects_degenerate_boxes() -> None:
-    model = MaskRCNN.small(num_classes=3).train()
+    model = small_mask_rcnn(num_classes=2).train()
     with pytest.raises(ValueError, match="positive width"):
         model([torch.rand(3, 64, 64)], [_target(64, 64, [[10, 10, 10, 30]], [1])])
 
 
-def test_synthetic_experiment_uses_the_small_preset():
-    """The CPU experiment and ``MaskRCNN.small`` must not drift apart (tests train the preset)."""
-    from pathlib import Path
+def test_small_preset_parameter_count() -> None:
+    """experiments/mask_rcnn/synthetic.yaml's model: R18-FPN-64, 4 classes (+ background)."""
+    assert sum(p.numel() for p in small_mask_rcnn().parameters()) == 12_463_597
 
-    import yaml
 
-    config = yaml.safe_load(
-        (Path(__file__).parents[1] / "experiments" / "mask_rcnn" / "synthetic.yaml").read_text()
-    )
-    init_args = config["model"]["init_args"]["model"]["init_args"]
-    preset = MaskRCNN.small(num_classes=init_args["num_classes"])
-    yaml_model = MaskRCNN(**{k: tuple(v) if isinstance(v, list) else v for k, v in init_args.items()})
-    assert str(yaml_model) == str(preset)
-    assert yaml_model.rpn._pre_nms_top_n == preset.rpn._pre_nms_top_n
-    assert yaml_model.rpn._post_nms_top_n == preset.rpn._post_nms_top_n
-    assert yaml_model.rpn.fg_bg_sampler.batch_size_per_image == preset.rpn.fg_bg_sampler.batch_size_per_image
-    assert (
-        yaml_model.roi_heads.fg_bg_sampler.batch_size_per_image
-        == preset.roi_heads.fg_bg_sampler.batch_size_per_image
-    )
-    assert yaml_model.rpn.anchor_generator.sizes == preset.rpn.anchor_generator.sizes
-    assert yaml_model.transform.min_size == preset.transform.min_size
+def test_parts_are_reachable_for_methods_built_on_mask_rcnn() -> None:
+    model = small_mask_rcnn(num_classes=2).eval()
+    image_list, _, features = model.features([torch.rand(3, 100, 120)])
+    assert image_list.image_sizes == [(106, 128)]  # longer side to max_size 128
+    assert image_list.tensors.shape[-2:] == (128, 128)  # padded to a multiple of 32
+    assert list(features) == ["0", "1", "2", "3", "pool"]
+    assert model.num_classes == 2 and model.roi_heads.box_predictor.cls_score.out_features == 3
+
+
+def test_settings_that_cannot_build_a_model_are_refused() -> None:
+    with pytest.raises(ValueError, match="no background"):
+        MaskRCNN(0)
+    with pytest.raises(ValueError, match="one size per level"):
+        MaskRCNN(2, backbone_levels=(3, 4, 5))

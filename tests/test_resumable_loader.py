@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, SequentialSampler
 from zoo.training.resumable_loader import (
     ResumableDataLoader,
     ResumableShuffleSampler,
-    SeededAugmentation,
+    SeededDataset,
     SeededIndex,
     augmentation_seed,
     resumable_train_loader,
@@ -37,6 +37,22 @@ class JitteredImages(Dataset):
     def __getitem__(self, index: int) -> tuple[int, float]:
         image = self.transforms(image=self.image)["image"]
         return index, float(image.mean()) + float(image[0, 0, 0])
+
+    def seeded_item(self, index: int, seed: int) -> tuple[int, float]:
+        self.transforms.set_random_seed(seed)
+        return self[index]
+
+
+def test_a_dataset_without_the_seed_contract_is_refused() -> None:
+    class Unseeded(Dataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> int:
+            return index
+
+    with pytest.raises(TypeError, match="Unseeded has no seeded_item"):
+        resumable_train_loader(Unseeded(), batch_size=1, collate_fn=collate, seed=0)
 
 
 def collate(items: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -128,7 +144,7 @@ def test_with_another_sampler_it_is_a_plain_loader() -> None:
     """Lightning rebuilds the loader with a ``SequentialSampler`` for ``overfit_batches``."""
     dataset = JitteredImages(size=4)
     loader = ResumableDataLoader(
-        SeededAugmentation(dataset), sampler=SequentialSampler(dataset), batch_size=2, collate_fn=collate
+        SeededDataset(dataset), sampler=SequentialSampler(dataset), batch_size=2, collate_fn=collate
     )
     assert [[index for index, _ in batch] for batch in loader] == [[0, 1], [2, 3]]
     assert loader.state_dict() == {}

@@ -3,8 +3,8 @@
 import torch
 from torchvision.models.detection.rpn import RPNHead
 
-from models.mask_rcnn import MaskRCNN
 from models.rpn_head import Float32RPNHead
+from tests.presets import small_mask_rcnn
 
 
 def test_float32_rpn_head_is_torchvisions_head_with_float32_outputs():
@@ -23,7 +23,7 @@ def test_float32_rpn_head_is_torchvisions_head_with_float32_outputs():
 def test_bf16_detections_are_not_snapped_to_the_bf16_grid():
     """Boxes in the 512-1024 px range would land on multiples of 4 if decoded in bf16."""
     torch.manual_seed(0)
-    model = MaskRCNN.small(num_classes=3, min_size=800, max_size=800, box_score_thresh=0.0).eval()
+    model = small_mask_rcnn(num_classes=2, min_size=800, max_size=800, box_score_thresh=0.0).eval()
     image = torch.rand(3, 800, 800)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         [detections] = model([image])

@@ -18,13 +18,12 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
-from zoo.cluster.slurm_requeue import RequeueOnSignal, resume_checkpoint
+from zoo.cluster.slurm_requeue import RequeueOnSignal, newest_checkpoint, resume_checkpoint
 from zoo.compare.published import PublishedResult
 from zoo.runs.checkpoints import run_checkpoints
 from zoo.runs.config_file import SaveAndLogConfig
-from zoo.runs.location import RunLocation, resolve_run_location
+from zoo.runs.location import RunLocation, existing_runs, resolve_run_location
 from zoo.runs.metrics_file import MetricsFileWriter
-from zoo.runs.prediction_writer import JsonPredictionWriter
 from zoo.tools import check_dataset, compare, synthetic
 from zoo.tracking.wandb_setup import make_wandb_logger
 from zoo.training.batch_seeding import BatchSeeding
@@ -70,6 +69,10 @@ class ZooCLI(LightningCLI):
             default=None,
             help="Also rewrite checkpoints/last.ckpt every N steps (default: at each evaluation).",
         )
+        # Dataset metadata reaches the module explicitly once both are built (no trainer.datamodule reach-in)
+        parser.link_arguments(
+            "data", "model.init_args.metadata", compute_fn=_metadata_of, apply_on="instantiate"
+        )
         parser.add_argument(
             "--published",
             type=list[PublishedResult],
@@ -83,6 +86,14 @@ class ZooCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._subcommand_config()
         experiment = config.experiment or config.model.class_path.rsplit(".", 1)[-1].lower()
+        evaluates_the_run = self.subcommand in ("validate", "test", "predict") and config.ckpt_path in (
+            None,
+            "last",
+        )
+        if (
+            evaluates_the_run and config.run_id
+        ):  # (an explicit checkpoint file may be evaluated into a new run)
+            _require_existing_run(experiment, config.runs_dir, config.run_id)
         self.run_location = resolve_run_location(experiment, config.runs_dir, config.run_id)
         config.experiment, config.run_id = experiment, self.run_location.run_id
         config.trainer.default_root_dir = str(self.run_location.root)
@@ -103,8 +114,14 @@ class ZooCLI(LightningCLI):
             LearningRateMonitor(logging_interval="step"),
             MetricsFileWriter(location.root / "metrics.jsonl"),
             BatchSeeding(),
-            JsonPredictionWriter(location.root),
         ]
+        writer = self.model.prediction_writer(location.root)
+        if writer is not None:
+            defaults.append(writer)
+        elif self.subcommand == "predict":
+            raise ValueError(
+                f"{type(self.model).__name__} writes no predictions (its prediction_writer is None)"
+            )
         if not any(isinstance(callback, ModelCheckpoint) for callback in user_callbacks):
             defaults += run_checkpoints(
                 location.checkpoints,
@@ -136,6 +153,19 @@ class ZooCLI(LightningCLI):
             rank_zero_info(f"Resuming from {resolved} (the run's newest checkpoint)")
             config.ckpt_path = resolved
 
+    def _evaluate_newest_checkpoint(self) -> None:
+        """``--ckpt_path last`` for validate/test/predict: the run's newest checkpoint, which must exist
+        (Lightning would warn and evaluate untrained weights)."""
+        config = self.config_init[self.subcommand]
+        if config.ckpt_path != "last":
+            return
+        newest = newest_checkpoint(self.run_location)
+        if newest is None:
+            raise ValueError(f"--ckpt_path last: run {self.run_location.root} has no checkpoint to evaluate")
+        config.ckpt_path = str(newest)
+
+    before_validate = before_test = before_predict = _evaluate_newest_checkpoint
+
     def after_fit(self) -> None:
         self._report_location()
 
@@ -144,6 +174,25 @@ class ZooCLI(LightningCLI):
 
     def after_test(self) -> None:
         self._report_location()
+
+
+def _metadata_of(datamodule: object) -> object:
+    if not hasattr(datamodule, "metadata"):
+        raise TypeError(
+            f"{type(datamodule).__name__} has no `metadata` (a datamodules.metadata.DatasetMetadata)"
+        )
+    return datamodule.metadata
+
+
+def _require_existing_run(experiment: str, runs_dir: str, run_id: str) -> None:
+    """``zoo validate|test|predict --run_id RUN [--ckpt_path last]`` names a run to evaluate: a typo
+    must not evaluate random weights in a new, stray run."""
+    runs = existing_runs(experiment, runs_dir)
+    if run_id not in runs:
+        known = ", ".join(runs) if runs else "none"
+        raise ValueError(
+            f"no run {run_id!r} of experiment {experiment!r} in {runs_dir}/ (runs there: {known})"
+        )
 
 
 def run_cli(args: list[str] | None = None) -> ZooCLI:

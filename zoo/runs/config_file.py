@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.trainer.states import TrainerFn
 
 from zoo.runs.metadata import git_commit, parameter_counts
 
@@ -19,6 +20,7 @@ class SaveAndLogConfig(SaveConfigCallback):
         run_dir = Path(trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         # `zoo validate` / `test` in the same run must not replace the training config
+        stage = TrainerFn(stage).value  # "validate", not "TrainerFn.VALIDATING"
         filename = self.config_filename if stage == "fit" else f"config-{stage}.yaml"
         self.parser.save(self.config, run_dir / filename, skip_none=False, overwrite=True)
         run_info = {"git_commit": git_commit(), **parameter_counts(pl_module)}

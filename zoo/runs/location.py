@@ -67,6 +67,12 @@ def resolve_run_id(explicit: str | None, environ: dict[str, str] | None = None) 
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def existing_runs(experiment: str, runs_dir: str | Path) -> list[str]:
+    """The run ids of ``experiment`` that have a directory under ``runs_dir``."""
+    experiment_dir = Path(runs_dir) / experiment
+    return sorted(path.name for path in experiment_dir.iterdir() if path.is_dir()) if experiment_dir.is_dir() else []
+
+
 def resolve_run_location(experiment: str, runs_dir: str | Path, run_id: str | None) -> RunLocation:
     """Resolve the run and export its id so that every process started from this one agrees."""
     location = RunLocation(experiment=experiment, run_id=resolve_run_id(run_id), runs_dir=Path(runs_dir))

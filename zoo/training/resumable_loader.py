@@ -4,14 +4,15 @@ Lightning saves a training DataLoader's ``state_dict()`` in the checkpoint and h
 ``load_state_dict()`` on resume when the loader has both (``CombinedLoader._state_dicts``); a plain
 ``torch.utils.data.DataLoader`` has neither, so a mid-epoch resume starts the epoch's data over.
 
-Here the position in the data stream is the whole state: the sampler's permutation comes from
-``(seed, epoch)`` (``DistributedSampler``), and each item's augmentation seed from ``(seed, epoch,
-dataset index)``, handed to the dataset beside its index (``SeededIndex``) and applied by
-``SeededAugmentation`` right before the item is read. So the loader's state is three numbers -- seed,
-epoch, and how many samples of the epoch the training loop has received (counted per yielded batch, not
-per index sent to the workers, which prefetch ahead) -- and neither worker processes nor prefetching
-hold any of it: a run may resume with another number of workers, and an image gets the same
-augmentation in a given epoch whatever the number of workers or GPUs.
+Here the position in the data stream is the whole state: the sampler's permutation comes from ``(seed,
+epoch)`` (``DistributedSampler``), and each item's augmentation seed from ``(seed, epoch, dataset
+index)``, handed to the dataset with its index through the per-item seed contract
+(``SeededItems.seeded_item(index, seed)``: the dataset draws every random choice of that item -- its
+augmentation, the unpaired image it pairs with, a clip's start -- from that seed alone). So the loader's
+state is three numbers -- seed, epoch, and how many samples of the epoch the training loop has received
+(counted per yielded batch, not per index sent to the workers, which prefetch ahead) -- and neither
+worker processes nor prefetching hold any of it: a run may resume with another number of workers, and an
+image gets the same augmentation in a given epoch whatever the number of workers or GPUs.
 
 torchdata's ``StatefulDataLoader`` (0.11) also works with Lightning 2.6, but its state records the
 worker layout (resuming with another ``num_workers`` fails) and it re-implements PyTorch's DataLoader
@@ -22,9 +23,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-import albumentations as A
 import numpy as np
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -90,33 +90,45 @@ class ResumableShuffleSampler(DistributedSampler):
             yield SeededIndex(index, augmentation_seed(self.seed, self.epoch, index))
 
 
-class SeededAugmentation(Dataset):
-    """Reads ``dataset[index]`` for a ``SeededIndex`` after seeding the dataset's albumentations pipeline
-    (its ``transforms`` attribute, an ``A.Compose`` or None) with the item's seed. A plain index (another
-    sampler, e.g. the sequential one Lightning puts in for ``overfit_batches``) is read unseeded."""
+@runtime_checkable
+class SeededItems(Protocol):
+    """The per-item seed contract every training dataset follows (images, pairs, unpaired domains,
+    video clips): ``seeded_item(index, seed)`` is item ``index`` with all its randomness drawn from
+    ``seed``, so the same (index, seed) always gives the same item, in any process."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __len__(self) -> int: ...
+
+    def seeded_item(self, index: int, seed: int) -> Any: ...
+
+
+class SeededDataset(Dataset):
+    """Reads ``dataset.seeded_item(index, seed)`` for a ``SeededIndex``; a plain index (another sampler,
+    e.g. the sequential one Lightning puts in for ``overfit_batches``) is read as ``dataset[index]``."""
+
+    def __init__(self, dataset: SeededItems) -> None:
+        if not isinstance(dataset, SeededItems):
+            raise TypeError(
+                f"{type(dataset).__name__} has no seeded_item(index, seed): a training dataset must draw "
+                "each item's randomness from the seed it is given, or a resumed run would not repeat it"
+            )
         self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, item: SeededIndex | int) -> Any:
-        if not isinstance(item, SeededIndex):
-            return self.dataset[item]
-        transforms = getattr(self.dataset, "transforms", None)
-        if isinstance(transforms, A.Compose):
-            transforms.set_random_seed(item.seed)
-        return self.dataset[item.index]
+        if isinstance(item, SeededIndex):
+            return self.dataset.seeded_item(item.index, item.seed)
+        return self.dataset[item]
 
 
 class ResumableDataLoader(DataLoader):
-    """DataLoader over ``SeededAugmentation(dataset)`` in the order of a ``ResumableShuffleSampler``, with
+    """DataLoader over ``SeededDataset(dataset)`` in the order of a ``ResumableShuffleSampler``, with
     the ``state_dict``/``load_state_dict`` that Lightning checkpoints: ``{"seed", "epoch", "yielded"}``,
     ``yielded`` being the samples of the epoch in the batches this loader has handed out. Rebuilt by
     Lightning with another sampler (``overfit_batches``), it is a plain DataLoader with an empty state."""
 
-    def __init__(self, dataset: SeededAugmentation, sampler: ResumableShuffleSampler, **kwargs: Any) -> None:
+    def __init__(self, dataset: SeededDataset, sampler: ResumableShuffleSampler, **kwargs: Any) -> None:
         super().__init__(dataset, sampler=sampler, **kwargs)
         self._state: dict[str, int] | None = None
 
@@ -146,7 +158,7 @@ class ResumableDataLoader(DataLoader):
 
 
 def resumable_train_loader(
-    dataset: Dataset,
+    dataset: SeededItems,
     batch_size: int,
     collate_fn: Callable[[list], Any],
     seed: int,
@@ -161,7 +173,7 @@ def resumable_train_loader(
     ``num_replicas``/``rank``: the DDP world size and this process's global rank.
     """
     return ResumableDataLoader(
-        SeededAugmentation(dataset),
+        SeededDataset(dataset),
         sampler=ResumableShuffleSampler(dataset, num_replicas=num_replicas, rank=rank, seed=seed),
         batch_size=batch_size,
         drop_last=False,

@@ -20,13 +20,21 @@ class JsonPredictionWriter(BasePredictionWriter):
         self._records: list[Any] = []
 
     def write_on_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, prediction: Any, batch_indices: Any,
-        batch: Any, batch_idx: int, dataloader_idx: int,
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
     ) -> None:
         self._records.extend(prediction)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        name = "predictions.json" if trainer.world_size == 1 else f"predictions-rank{trainer.global_rank}.json"
+        name = (
+            "predictions.json" if trainer.world_size == 1 else f"predictions-rank{trainer.global_rank}.json"
+        )
         path = self.run_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self._records))

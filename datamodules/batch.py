@@ -1,0 +1,42 @@
+"""The project's one batch convention, shared by datamodules, models, metrics and overlays.
+
+A batch is ``(images, targets)``: a list of float32 (3, H, W) images in [0, 1], each at its own size
+(detection models batch them internally, as torchvision's ``GeneralizedRCNNTransform`` does), and one
+``Target`` per image (torchvision detection style). Every key is optional except ``image_id``; a
+method reads the keys its task needs, and later families add theirs here, not elsewhere.
+
+Labels and ``num_classes`` -- one rule everywhere:
+- object labels run 1..C, C = ``num_classes``, which never counts a background class;
+- label 0 is never an object. Models with a background class (Mask R-CNN, YOLACT) use it for
+  background, so their classifiers have C + 1 outputs; models without one (CenterNet's heatmaps) map
+  label l to channel l - 1. Metrics map labels to dataset category ids through
+  ``DatasetMetadata.label_to_category_id``; overlays name labels through ``DatasetMetadata.label_names``.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from torch import Tensor
+
+IGNORE_INDEX = 255
+"""The value of pixels a semantic target leaves out of the loss and the metric (void, unlabelled)."""
+
+
+class Target(TypedDict, total=False):
+    """The annotations of one image, in its (possibly augmented) pixel frame."""
+
+    image_id: Tensor  # int64 scalar: the dataset's image id (COCO ``image_id``)
+    boxes: Tensor  # float32 (N, 4): XYXY in absolute pixels
+    labels: Tensor  # int64 (N,): object labels 1..C (see the module docstring)
+    masks: Tensor  # uint8 (N, H, W): instance masks in {0, 1}
+    keypoints: Tensor  # float32 (N, K, 3): x, y in pixels and visibility (0 absent, 1 occluded, 2 visible)
+    instance_ids: Tensor  # int64 (N,): identities that persist across the frames of a video
+    semantic: Tensor  # int64 (H, W): semantic class per pixel, IGNORE_INDEX where unlabelled
+    landmarks: Tensor  # float32 (N, L, 2): facial landmarks in pixels (NaN where not annotated)
+    dense_points: Tensor  # float32 (N, P, 5): DensePose points x, y (box frame), part index, u, v
+    paired_image: Tensor  # float32 (3, H, W): the other image of a pair (label map -> photo, low -> high res)
+
+
+Batch = tuple[list[Tensor], list[Target]]
+"""What every detection-style datamodule's loaders yield and every such module's steps take."""

@@ -1,0 +1,48 @@
+"""What a LightningModule needs to know about its dataset, handed to it explicitly: the ``zoo`` CLI
+links ``data.metadata`` to ``model.init_args.metadata`` when both are instantiated, so no module reaches
+into ``trainer.datamodule``. Datamodules of later families fill the keypoint fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DatasetMetadata:
+    """Class names (index = label - 1, the label rule of ``datamodules.batch``), the dataset category
+    id of each label, the annotation file each evaluated split is scored against, and for keypoint
+    datasets the keypoint names, left/right flip pairs, skeleton edges and OKS sigmas."""
+
+    class_names: tuple[str, ...]
+    label_to_category_id: dict[int, int]
+    annotation_files: dict[str, Path] = field(default_factory=dict)  # "val", "test" -> ground-truth file
+    keypoint_names: tuple[str, ...] = ()
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+    skeleton: tuple[tuple[int, int], ...] = ()
+    oks_sigmas: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            raise ValueError("a dataset needs at least one class")
+        outside = sorted(set(self.label_to_category_id) - set(range(1, len(self.class_names) + 1)))
+        if outside:  # a subset is fine: torchvision's 91-way COCO labels leave ids unused
+            raise ValueError(
+                f"labels must lie in 1..{len(self.class_names)} (one per class name), got {outside}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of object classes (no background: ``datamodules.batch``)."""
+        return len(self.class_names)
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return {label: name for label, name in enumerate(self.class_names, start=1)}
+
+    def annotation_file(self, split: str) -> Path:
+        if split not in self.annotation_files:
+            raise ValueError(
+                f"no annotation file for the {split!r} split (have {sorted(self.annotation_files)})"
+            )
+        return self.annotation_files[split]

@@ -1,0 +1,193 @@
+"""The detection family: a box-only base (main metric ``val/bbox/AP``) and instance segmentation
+under it (``val/segm/AP``). COCO evaluation (pycocotools, synced across ranks) on val and test, COCO
+results from ``zoo predict``, W&B overlays, and the training loss as a weighted sum of the model's
+named losses. A method needs a class of its own only when its training differs from "the model
+returns its losses in training mode" (torchvision's detection convention)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor, nn
+
+from datamodules.batch import Batch, Target
+from datamodules.metadata import DatasetMetadata
+from lightning_modules.base import ZooModule
+from lightning_modules.prediction_writers import JsonPredictionWriter
+from lightning_modules.wandb_overlays import detection_overlay
+from metrics.coco_evaluation import IOU_TYPES, COCOEvaluation
+from metrics.coco_results import coco_detections, keep_mapped_labels
+
+log = logging.getLogger(__name__)
+EVALUATED_SPLITS = ("val", "test")
+
+
+class DetectionModule(ZooModule):
+    """Object detection: ``model(images, targets)`` returns a dict of named losses in training mode
+    and, in eval mode, per image ``boxes`` XYXY, ``labels`` (1..C), ``scores`` (and ``masks`` for
+    instance segmentation) in the input image's pixel frame.
+
+    Args:
+        model: the detector; its ``num_classes`` (C, no background) must equal the dataset's.
+        metadata, optimizer, lr_scheduler: see ``ZooModule``.
+        loss_weights: multiplies the model's losses by name (``{loss_mask: 2.0}``); unnamed losses
+            weigh 1. Each loss is logged unweighted as ``train/<name>``, the weighted sum as ``train/loss``.
+        iou_types: what COCO evaluation scores, a subset of ``("bbox", "segm")`` holding the main metric's.
+        evaluation_backend: ``pycocotools`` (the reference) or ``faster_coco_eval`` (same numbers to
+            1e-12, about 5x faster on 2,000 images: ``benchmarks/coco_evaluation.py``).
+        overlay_images: validation images drawn to W&B per evaluation.
+        overlay_score_threshold: detections drawn in the overlays score at least this.
+    """
+
+    main_metric = "val/bbox/AP"
+    default_iou_types: tuple[str, ...] = ("bbox",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        metadata: DatasetMetadata | None,
+        optimizer: OptimizerCallable,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        loss_weights: Mapping[str, float] | None = None,
+        iou_types: Sequence[str] | None = None,
+        evaluation_backend: str = "pycocotools",
+        overlay_images: int = 8,
+        overlay_score_threshold: float = 0.5,
+    ) -> None:
+        super().__init__(metadata, optimizer, lr_scheduler)
+        metadata = self.metadata
+        self.model = model
+        self.loss_weights = dict(loss_weights or {})
+        self.iou_types = tuple(iou_types or self.default_iou_types)
+        task = self.main_metric.split("/")[1]
+        if task not in self.iou_types or not set(self.iou_types) <= set(IOU_TYPES):
+            raise ValueError(
+                f"iou_types {list(self.iou_types)} must be a subset of {list(IOU_TYPES)} that includes "
+                f"{task!r}, which {type(self).__name__}'s main metric {self.main_metric} needs"
+            )
+        model_classes = getattr(model, "num_classes", None)
+        if model_classes is not None and model_classes != metadata.num_classes:
+            raise ValueError(
+                f"the model has num_classes={model_classes} but the dataset has "
+                f"{metadata.num_classes} classes "
+                f"({', '.join(metadata.class_names[:5])}{', ...' if metadata.num_classes > 5 else ''}); "
+                f"set --model.init_args.model.init_args.num_classes={metadata.num_classes}"
+            )
+        self.save_hyperparameters(ignore=["model", "metadata", "optimizer", "lr_scheduler"])
+        self.evaluation_backend = evaluation_backend
+        self.overlay_images = overlay_images
+        self.overlay_score_threshold = overlay_score_threshold
+        self.evaluators = nn.ModuleDict()
+        self._overlays: list = []
+
+    def compute_losses(self, images: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
+        """The model's named losses; a method whose losses are not computed by its model overrides this."""
+        return self.model(images, targets)
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        for split in EVALUATED_SPLITS:
+            if split not in self.evaluators and split in self.metadata.annotation_files:
+                self.evaluators[split] = COCOEvaluation(
+                    self.metadata.annotation_file(split),
+                    self.metadata.label_to_category_id,
+                    self.iou_types,
+                    self.evaluation_backend,
+                )
+
+    # -- training -----------------------------------------------------------------------------------
+    def weighted_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
+        unknown = sorted(set(self.loss_weights) - set(losses))
+        if unknown:
+            raise ValueError(f"loss_weights names {unknown}, but the model's losses are {sorted(losses)}")
+        return sum(self.loss_weights.get(name, 1.0) * value for name, value in losses.items())
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.compute_losses(images, targets)
+        loss = self.weighted_loss(losses)
+        self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return self.model(images)
+
+    def _evaluation_step(self, batch: Batch, split: str) -> None:
+        images, targets = batch
+        if split not in self.evaluators:
+            raise ValueError(f"the datamodule's metadata has no {split} annotation file to evaluate against")
+        predictions = self(images)
+        self.evaluators[split].update(predictions, targets)
+        wants_overlays = (
+            split == "val" and isinstance(self.logger, WandbLogger) and self.trainer.is_global_zero
+        )
+        if wants_overlays and not self.trainer.sanity_checking:
+            for image, prediction, target in zip(images, predictions, targets, strict=True):
+                if len(self._overlays) >= self.overlay_images:
+                    break
+                overlay = detection_overlay(
+                    image, prediction, target, self.metadata.label_names, self.overlay_score_threshold
+                )
+                self._overlays.append(overlay)
+
+    def _evaluation_epoch_end(self, split: str) -> None:
+        results = self.evaluators[split].compute()
+        self.evaluators[split].reset()
+        self.log_dict({f"{split}/{name}": value for name, value in results.items()}, prog_bar=False)
+        if self._overlays:
+            self.logger.experiment.log(
+                {f"{split}/predictions": self._overlays, "trainer/global_step": self.global_step}
+            )
+            self._overlays = []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        """COCO results (RLE masks) rather than full-size mask probabilities, which for a whole split
+        would not fit in memory; detections of labels without a category id are dropped and logged."""
+        images, targets = batch
+        label_to_category_id = self.metadata.label_to_category_id
+        results = []
+        for prediction, target in zip(self(images), targets, strict=True):
+            image_id = int(target["image_id"])
+            prediction, dropped = keep_mapped_labels(prediction, label_to_category_id)
+            if dropped:
+                log.warning(
+                    "image_id %d: %d detections of labels %s without a category id were not written",
+                    image_id, len(dropped), sorted(set(dropped)),
+                )  # fmt: skip
+            if "segm" not in self.iou_types:
+                prediction = {key: value for key, value in prediction.items() if key != "masks"}
+            results += coco_detections(prediction, image_id, label_to_category_id)
+        return results
+
+    def prediction_writer(self, run_dir: Path) -> BasePredictionWriter:
+        """COCO results JSON: ``<run>/predictions.json``, ready for ``COCO.loadRes`` or the test server."""
+        return JsonPredictionWriter(run_dir)
+
+
+class InstanceSegmentationModule(DetectionModule):
+    """Instance segmentation (Mask R-CNN, YOLACT): detection plus per-instance ``masks`` (N, 1, H, W)
+    probabilities pasted at image size, scored by COCO mask AP."""
+
+    main_metric = "val/segm/AP"
+    default_iou_types = ("bbox", "segm")

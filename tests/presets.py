@@ -1,0 +1,24 @@
+"""The small CPU presets, read from the synthetic experiments' YAML -- the one place they are written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from models.mask_rcnn import MaskRCNN
+from tests.cli_runs import REPO_ROOT
+
+MASK_RCNN_SYNTHETIC = REPO_ROOT / "experiments" / "mask_rcnn" / "synthetic.yaml"
+
+
+def experiment_model_block(path=MASK_RCNN_SYNTHETIC) -> dict[str, Any]:
+    """The ``model.init_args.model`` block (``class_path`` and ``init_args``) of an experiment."""
+    return yaml.safe_load(path.read_text())["model"]["init_args"]["model"]
+
+
+def small_mask_rcnn(**overrides: Any) -> MaskRCNN:
+    """``experiments/mask_rcnn/synthetic.yaml``'s Mask R-CNN, with ``overrides`` of its settings."""
+    block = experiment_model_block()
+    assert block["class_path"] == "models.mask_rcnn.MaskRCNN"
+    return MaskRCNN(**{**block["init_args"], **overrides})
