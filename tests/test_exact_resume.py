@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cli_runs import run_zoo_in_process
+from tests.cli_runs import read_metrics, run_zoo_in_process
 
 # pycocotools 2.0.x under numpy 2 warns inside its own decode; nothing this project can change
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -96,4 +96,29 @@ def test_resume_from_an_epoch_end_checkpoint_gives_the_same_weights(
         f"--trainer.max_steps={STEPS}",
         f"--ckpt_path={checkpoint}",
     )
+    assert_identical(final_state(cli), expected)
+
+
+def test_training_that_ends_with_an_epoch_resumes_into_the_next_one(
+    tiny_synthetic: Path, tmp_path: Path, uninterrupted: tuple[Path, dict]
+):
+    """A run stopped by max_steps at the last batch of epoch 0 (no evaluation there): Lightning has
+    counted the epoch as done when ``last.ckpt`` is written; the resumed run must neither skip epoch 1
+    nor count it twice."""
+    run_dir, expected = uninterrupted
+    common = ("--wandb=false", "--trainer.val_check_interval=3")
+    run_zoo_in_process("fit", tiny_synthetic, tmp_path, "epoch-end", *common, "--trainer.max_steps=4")
+    cli = run_zoo_in_process(
+        "fit",
+        tiny_synthetic,
+        tmp_path,
+        "epoch-end",
+        *common,
+        f"--trainer.max_steps={STEPS}",
+        "--ckpt_path=last",
+    )
+    assert [record["epoch"] for record in read_metrics(tmp_path / "mask_rcnn_synthetic" / "epoch-end")] == [
+        0,
+        1,
+    ]
     assert_identical(final_state(cli), expected)

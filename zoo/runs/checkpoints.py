@@ -32,6 +32,19 @@ class LatestCheckpoint(ModelCheckpoint):
         if self._last_global_step_saved != trainer.global_step:
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        """When training ends with an epoch (``max_steps`` at its last batch), Lightning has already
+        counted the epoch as done but still saves that epoch's batch progress as "all batches done":
+        restored, the next epoch would be taken as finished too and skipped, and the epoch counter run
+        one ahead. The next epoch's batch progress starts at 0."""
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        epochs = trainer.fit_loop.epoch_progress.current
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        if epochs.completed == epochs.ready and "epoch_loop.batch_progress" in fit_loop:
+            progress = fit_loop["epoch_loop.batch_progress"]
+            progress["current"] = {key: 0 for key in progress["current"]}
+            progress["is_last_batch"] = False
+
 
 def run_checkpoints(
     dirpath: str | Path, main_metric: str, mode: str, latest_every_n_steps: int | None = None

@@ -153,8 +153,14 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if not state_dict or not isinstance(self.sampler, ResumableShuffleSampler):
             return
-        self.sampler.resume(state_dict["seed"], state_dict["epoch"], state_dict["yielded"])
-        self._state = dict(state_dict)
+        seed, epoch, yielded = state_dict["seed"], state_dict["epoch"], state_dict["yielded"]
+        if yielded >= len(self.sampler):
+            # A checkpoint written after the epoch's last batch: Lightning counts that epoch as done and
+            # starts the next one, so the next pass is the next epoch's, not an empty rest of this one
+            # (which would cost Lightning a whole epoch and leave its epoch counter one too high).
+            epoch, yielded = epoch + 1, 0
+        self.sampler.resume(seed, epoch, yielded)
+        self._state = {"seed": seed, "epoch": epoch, "yielded": yielded}
 
 
 def resumable_train_loader(
