@@ -105,7 +105,7 @@ def test_training_that_ends_with_an_epoch_resumes_into_the_next_one(
     """A run stopped by max_steps at the last batch of epoch 0 (no evaluation there): Lightning has
     counted the epoch as done when ``last.ckpt`` is written; the resumed run must neither skip epoch 1
     nor count it twice."""
-    run_dir, expected = uninterrupted
+    _, expected = uninterrupted
     common = ("--wandb=false", "--trainer.val_check_interval=3")
     run_zoo_in_process("fit", tiny_synthetic, tmp_path, "epoch-end", *common, "--trainer.max_steps=4")
     cli = run_zoo_in_process(
