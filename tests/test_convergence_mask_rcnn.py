@@ -11,12 +11,12 @@ from datamodules.synthetic.coco_writer import write_coco_instances
 from tests.cli_runs import REPO_ROOT, data_arguments, read_metrics
 from zoo.cli import run_cli
 
-TIME_BUDGET_S = 600
+TIME_BUDGET_S = 480  # measured about 5 min on 2 cores; the budget leaves room for a slower machine
 TARGET_MASK_AP50 = 0.7
 
 
 @pytest.mark.slow
-def test_synthetic_mask_rcnn_reaches_mask_ap50_within_ten_minutes(tmp_path: Path):
+def test_synthetic_mask_rcnn_reaches_mask_ap50_within_eight_minutes(tmp_path: Path):
     data_dir = tmp_path / "synthetic"
     write_coco_instances(data_dir, "train", num_images=600, image_size=128, seed=0)
     write_coco_instances(data_dir, "val", num_images=100, image_size=128, seed=0)
