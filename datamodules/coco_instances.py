@@ -13,8 +13,9 @@ Bad input, decided once here (``zoo check-dataset`` reports the same things for 
   unknown image id or category id, a malformed ``bbox`` or ``segmentation`` (polygon coordinates
   that are not finite numbers or reach more than an image size outside the image, an RLE whose size
   is not the image size or whose run lengths do not add up to it -- pycocotools would crash or read
-  out of bounds on these), and, per item, a missing or unreadable image file or one whose size differs
-  from the JSON;
+  out of bounds on these), and, per item, a missing or unreadable (also truncated or corrupt) image
+  file, one whose size differs from the JSON, or a 32-bit integer or float image (no known value
+  range; 16-bit images are read, keeping their top 8 bits);
 - counted skips (the annotation stays in the JSON, so COCO evaluation still sees it, but is left out
   of the training/eval targets), counted in ``CocoInstancesDataset.skipped`` and logged once:
   ``crowd`` (``iscrowd=1``, handled by COCOeval as ignore regions), ``degenerate_box`` (box width or
@@ -154,13 +155,36 @@ def index_instances(
     return index
 
 
+SIXTEEN_BIT_GRAY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+"""PIL modes of 16-bit grayscale images; PNGs open as "I;16" (or as "I" in older Pillow)."""
+
+
+def _rgb_array(image: Image.Image, path: Path, image_id: int) -> np.ndarray:
+    """The decoded image as RGB uint8. PIL's ``convert("RGB")`` clips 16-bit grayscale to 255 instead
+    of scaling it (a silently constant image), so those keep their top 8 bits (``value >> 8``), as PIL
+    already does for 16-bit RGB(A) PNGs; 32-bit integer or float images have no known range: refused."""
+    if image.mode in SIXTEEN_BIT_GRAY_MODES or (image.mode == "I" and image.format == "PNG"):
+        gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode in ("I", "F"):
+        raise DatasetFormatError(
+            f"{path}: image id {image_id} is a 32-bit {'integer' if image.mode == 'I' else 'float'} "
+            "image with no known value range; convert it to 8 or 16 bits per channel",
+            "unsupported_image",
+        )
+    return np.array(image.convert("RGB"))
+
+
 def read_image(path: Path, image_id: int, height: int, width: int, decode: bool = True) -> np.ndarray | None:
     """An RGB (H, W, 3) uint8 image (None with ``decode=False``: only the header is read, to check the
-    file); a missing, unreadable or wrongly sized file raises, naming it."""
+    file, so a truncated or corrupt file is found only with ``decode=True``); a missing, unreadable or
+    wrongly sized file raises, naming it."""
     try:
         with Image.open(path) as image:
             file_width, file_height = image.size
-            rgb = np.array(image.convert("RGB")) if decode else None
+            rgb = _rgb_array(image, path, image_id) if decode else None
+    except DatasetFormatError:
+        raise
     except FileNotFoundError as e:
         raise DatasetFormatError(
             f"{path}: image file for image id {image_id} not found", "missing_image"

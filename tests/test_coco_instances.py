@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.ops import masks_to_boxes
 
-from datamodules.coco_instances import CocoInstancesDataset
+from datamodules.coco_instances import CocoInstancesDataset, read_image
 from datamodules.errors import DatasetFormatError
 from datamodules.instance_transforms import instance_bbox_params, train_transforms
 from datamodules.synthetic.coco_writer import write_coco_instances
@@ -286,3 +287,35 @@ def test_image_of_another_size_than_the_json_says(tmp_path: Path) -> None:
         DatasetFormatError, match=r"a\.png: image id 1 is 48x33 pixels, the annotations say 48x32"
     ):
         CocoInstancesDataset(image_dir, annotation_file)[0]
+
+
+# --- image decoding: bit depth -----------------------------------------------------------------
+
+
+def test_16_bit_grayscale_png_keeps_its_top_8_bits(tmp_path: Path) -> None:
+    # PIL's convert("RGB") clips 16-bit grayscale ("I;16") to 255: a silently constant image
+    image_dir, annotation_file = write_coco(tmp_path, [GOOD])
+    gray = np.random.default_rng(1).integers(0, 2**16, size=(HEIGHT, WIDTH), dtype=np.uint16)
+    assert cv2.imwrite(str(image_dir / "a.png"), gray)
+    assert Image.open(image_dir / "a.png").mode.startswith("I")  # really read as a 16-bit image
+    image = read_image(image_dir / "a.png", 1, HEIGHT, WIDTH)
+    expected = (gray >> 8).astype(np.uint8)
+    assert image.dtype == np.uint8 and image.shape == (HEIGHT, WIDTH, 3) and len(np.unique(image)) > 100
+    for channel in range(3):
+        np.testing.assert_array_equal(image[:, :, channel], expected)
+    tensor, _ = CocoInstancesDataset(image_dir, annotation_file)[0]
+    torch.testing.assert_close(tensor[0], torch.from_numpy(expected).float() / 255)
+
+
+def test_16_bit_rgb_png_keeps_its_top_8_bits(tmp_path: Path) -> None:
+    bgr = np.random.default_rng(2).integers(0, 2**16, size=(HEIGHT, WIDTH, 3), dtype=np.uint16)
+    assert cv2.imwrite(str(tmp_path / "rgb16.png"), bgr)
+    image = read_image(tmp_path / "rgb16.png", 1, HEIGHT, WIDTH)
+    np.testing.assert_array_equal(image, (bgr[:, :, ::-1] >> 8).astype(np.uint8))
+
+
+def test_32_bit_float_image_is_refused_naming_file_and_image_id(tmp_path: Path) -> None:
+    Image.fromarray(np.full((HEIGHT, WIDTH), 0.5, dtype=np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(DatasetFormatError, match=r"f\.tiff: image id 7 is a 32-bit float image") as error:
+        read_image(tmp_path / "f.tiff", 7, HEIGHT, WIDTH)
+    assert error.value.kind == "unsupported_image"
