@@ -19,17 +19,24 @@ Bad input, decided once here (``zoo check-dataset`` reports the same things for 
 - counted skips (the annotation stays in the JSON, so COCO evaluation still sees it, but is left out
   of the training/eval targets), counted in ``CocoInstancesDataset.skipped`` and logged once:
   ``crowd`` (``iscrowd=1``, handled by COCOeval as ignore regions), ``degenerate_box`` (box width or
-  height <= 1 px after clipping to the image), ``invalid_polygon`` (a polygon with fewer than 3 points
-  or an odd number of coordinates is dropped from its annotation -- detectron2 raises instead; a
-  skip keeps real datasets with a few such polygons usable), ``empty_mask`` (no valid polygon left,
-  an all-zero RLE, or a mask that rasterizes to no pixel), ``empty_after_transform`` (augmentation
-  emptied the mask).
+  height <= 1 px after clipping to the image), ``no_valid_polygon`` (every polygon has fewer than 3
+  points or an odd number of coordinates -- detectron2 raises instead; a skip keeps real datasets with
+  a few such polygons usable), ``empty_mask`` (an all-zero RLE, or a mask that rasterizes to no
+  pixel), ``empty_after_transform`` (augmentation emptied the mask). Each left-out annotation counts
+  under exactly one reason, the first that applies in this order;
+- counted notes (the annotation is kept, repaired or as it is), in ``CocoInstancesDataset.noted``:
+  ``invalid_polygon_dropped`` (some of its polygons were invalid and dropped), ``box_clipped`` (its
+  box reached outside the image and was clipped), ``box_mask_mismatch`` (its box and its mask's tight
+  box overlap with IoU < 0.5; kept as given, since COCO's own boxes are not always tight, but worth a
+  look: found when its mask is rasterized, by ``zoo check-dataset`` or when the item is read).
+Skips and notes are logged in one WARNING line per file, crowd regions included.
 
 Checks that need only the JSON run at construction; image files are checked when an item is read.
 """
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from io import StringIO
@@ -48,6 +55,7 @@ from datamodules.coco_json_checks import (
     FormatProblem,
     annotation_problem,
     compressed_rle_counts,
+    evaluation_problems,
     raise_first,
     read_coco_json,
     short_list,
@@ -60,6 +68,17 @@ logger = logging.getLogger(__name__)
 
 MIN_BOX_SIZE = 1.0
 """Boxes whose width or height (after clipping to the image) is at most this many pixels are skipped."""
+MIN_BOX_MASK_IOU = 0.5
+"""A box whose IoU with its mask's tight box is lower than this is noted as ``box_mask_mismatch``."""
+
+
+def box_mask_iou(box: Sequence[float], mask_box: Sequence[float]) -> float:
+    """IoU of two XYXY boxes: an annotation's box and the tight box of its mask."""
+    width = min(box[2], mask_box[2]) - max(box[0], mask_box[0])
+    height = min(box[3], mask_box[3]) - max(box[1], mask_box[1])
+    intersection = max(width, 0.0) * max(height, 0.0)
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (mask_box[2] - mask_box[0]) * (mask_box[3] - mask_box[1])
+    return intersection / (union - intersection) if union > intersection else 0.0
 
 
 class CocoInstance(NamedTuple):
@@ -78,11 +97,19 @@ class InstanceIndex:
     instances: dict[int, list[CocoInstance]] = field(default_factory=lambda: defaultdict(list))
     skipped: Counter[str] = field(default_factory=Counter)
     skipped_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    noted: Counter[str] = field(default_factory=Counter)
+    noted_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     errors: list[FormatProblem] = field(default_factory=list)
 
     def skip(self, reason: str, annotation_id: int) -> None:
+        """An annotation left out of the targets, counted under exactly one reason."""
         self.skipped[reason] += 1
         self.skipped_ids[reason].append(annotation_id)
+
+    def note(self, reason: str, annotation_id: int) -> None:
+        """An annotation kept in the targets, possibly repaired (its box clipped), counted once per reason."""
+        self.noted[reason] += 1
+        self.noted_ids[reason].append(annotation_id)
 
 
 def index_coco(data: dict[str, Any]) -> COCO:
@@ -141,15 +168,17 @@ def index_instances(
             continue
         if isinstance(segmentation, list):
             valid = [polygon for polygon in segmentation if len(polygon) >= 6 and len(polygon) % 2 == 0]
-            for _ in range(len(segmentation) - len(valid)):
-                index.skip("invalid_polygon", ann_id)
             if not valid:
-                index.skip("empty_mask", ann_id)
+                index.skip("no_valid_polygon", ann_id)
                 continue
+            if len(valid) < len(segmentation):
+                index.note("invalid_polygon_dropped", ann_id)
             segmentation = valid
         elif _rle_is_empty(segmentation):
             index.skip("empty_mask", ann_id)
             continue
+        if box != (x, y, x + w, y + h):
+            index.note("box_clipped", ann_id)
         label = label_of_category[ann["category_id"]]
         index.instances[ann["image_id"]].append(CocoInstance(ann_id, label, box, segmentation))
     return index
@@ -222,12 +251,16 @@ class CocoInstancesDataset(Dataset):
         annotation_file: str | Path,
         transforms: A.Compose | None = None,
         contiguous_labels: bool = True,
+        require_annotations: bool = True,
+        for_evaluation: bool = False,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.annotation_file = Path(annotation_file)
         self.transforms = transforms
-        data = read_coco_json(self.annotation_file)
+        data = read_coco_json(self.annotation_file, require_annotations)
         raise_first(structure_problems(data, self.annotation_file))
+        if for_evaluation:  # fail now, not at the first validation after hours of training
+            raise_first(evaluation_problems(data, self.annotation_file))
         self.coco = index_coco(data)
         self.category_id_to_label = category_labels(self.coco, self.annotation_file, contiguous_labels)
         index = index_instances(self.coco, self.annotation_file, self.category_id_to_label)
@@ -240,7 +273,8 @@ class CocoInstancesDataset(Dataset):
         self.image_ids = sorted(self.coco.imgs)
         self._instances = index.instances
         self.skipped = index.skipped
-        self._reported_empty: set[int] = set()
+        self.noted = index.noted
+        self._reported: set[tuple[str, int]] = set()  # (reason, annotation id) found while reading items
         self._log_skips(index)
 
     @property
@@ -248,15 +282,31 @@ class CocoInstancesDataset(Dataset):
         """Number of object classes C, without background (labels run 1..C)."""
         return len(self.class_names)
 
+    @property
+    def num_targets(self) -> int:
+        """Annotations that became target instances (before rasterizing their masks)."""
+        return sum(len(instances) for instances in self._instances.values())
+
     def _log_skips(self, index: InstanceIndex) -> None:
-        if not index.skipped:
-            return
-        reasons = "; ".join(
-            f"{reason}: {count} (annotation ids {short_list(index.skipped_ids[reason])})"
-            for reason, count in sorted(index.skipped.items())
-        )
-        level = logging.INFO if set(index.skipped) == {"crowd"} else logging.WARNING
-        logger.log(level, "%s: left out of the targets -- %s", self.annotation_file, reasons)
+        parts = []
+        for what, counts, ids in (
+            ("left out of the targets", index.skipped, index.skipped_ids),
+            ("kept with a note", index.noted, index.noted_ids),
+        ):
+            if counts:
+                reasons = "; ".join(
+                    f"{reason}: {count} (annotation ids {short_list(ids[reason])})"
+                    for reason, count in sorted(counts.items())
+                )
+                parts.append(f"{what} -- {reasons}")
+        if parts:
+            logger.warning("%s: %s", self.annotation_file, " | ".join(parts))
+
+    def _report_once(self, counter: Counter[str], reason: str, annotation_id: int, message: str) -> None:
+        if (reason, annotation_id) not in self._reported:
+            self._reported.add((reason, annotation_id))
+            counter[reason] += 1
+            logger.warning("%s: annotation id %d %s", self.annotation_file, annotation_id, message)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -275,17 +325,19 @@ class CocoInstancesDataset(Dataset):
         masks = []
         for instance in self._instances.get(image_id, []):
             mask = self.coco.annToMask({"image_id": image_id, "segmentation": instance.segmentation})
-            if mask.any():
-                instances.append(instance)
-                masks.append(mask)
-            elif instance.annotation_id not in self._reported_empty:
-                self._reported_empty.add(instance.annotation_id)
-                self.skipped["empty_mask"] += 1
-                logger.warning(
-                    "%s: annotation id %d skipped: its mask has no pixel",
-                    self.annotation_file,
-                    instance.annotation_id,
+            if not mask.any():
+                self._report_once(
+                    self.skipped, "empty_mask", instance.annotation_id, "skipped: its mask has no pixel"
                 )
+                continue
+            rows, columns = np.nonzero(mask)
+            mask_box = (columns.min(), rows.min(), columns.max() + 1, rows.max() + 1)
+            if box_mask_iou(instance.box, mask_box) < MIN_BOX_MASK_IOU:
+                box, tight = list(map(float, instance.box)), list(map(int, mask_box))
+                message = f"kept: its box {box} disagrees with its mask's {tight}"
+                self._report_once(self.noted, "box_mask_mismatch", instance.annotation_id, message)
+            instances.append(instance)
+            masks.append(mask)
         sample = InstanceSample(
             image=image,
             boxes=np.array([i.box for i in instances], dtype=np.float32).reshape(-1, 4),

@@ -89,7 +89,10 @@ class CocoInstancesDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``fit``: train and val; ``validate``: val; ``test`` and
-        ``predict``: test). Train and validation must have the same categories."""
+        ``predict``: test). Train and validation must have the same categories; the files COCO
+        evaluation scores against must pass its checks (``evaluation_problems``) now, not after
+        training; a training split without a single target instance is refused. A predict split may
+        be an image-info file without annotations (COCO test-dev)."""
         if stage in ("fit", None) and self.train_dataset is None:
             self.train_dataset = CocoInstancesDataset(
                 self.train_images,
@@ -97,13 +100,29 @@ class CocoInstancesDataModule(LightningDataModule):
                 transforms=self.train_transforms,
                 contiguous_labels=self.contiguous_labels,
             )
+            if self.train_dataset.num_targets == 0:
+                raise DatasetFormatError(
+                    f"{self.train_annotations}: nothing to train on -- {len(self.train_dataset)} images "
+                    "and no "
+                    "annotation that becomes a target instance (see the skips logged above)",
+                    "empty_train_split",
+                )
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = CocoInstancesDataset(
-                self.val_images, self.val_annotations, self.val_transforms, self.contiguous_labels
+                self.val_images,
+                self.val_annotations,
+                self.val_transforms,
+                self.contiguous_labels,
+                for_evaluation=True,
             )
         if stage in ("test", "predict", None) and self.test_dataset is None:
             self.test_dataset = CocoInstancesDataset(
-                self.test_images, self.test_annotations, self.val_transforms, self.contiguous_labels
+                self.test_images,
+                self.test_annotations,
+                self.val_transforms,
+                self.contiguous_labels,
+                require_annotations=stage != "predict",
+                for_evaluation=stage != "predict",
             )
         built = [d for d in (self.train_dataset, self.val_dataset, self.test_dataset) if d is not None]
         for dataset in built[1:]:

@@ -41,7 +41,7 @@ def short_list(values: Iterable[Any], limit: int = MAX_IDS_LOGGED) -> str:
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
-def read_coco_json(annotation_file: str | Path) -> dict[str, Any]:
+def read_coco_json(annotation_file: str | Path, require_annotations: bool = True) -> dict[str, Any]:
     """Read a COCO JSON file; a missing file, invalid JSON or missing ``images``/``categories`` lists
     raise."""
     annotation_file = Path(annotation_file)
@@ -59,9 +59,50 @@ def read_coco_json(annotation_file: str | Path) -> dict[str, Any]:
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetFormatError(f"{annotation_file}: needs a list '{key}' at the top level")
-    if not isinstance(data.setdefault("annotations", []), list):
+    if "annotations" not in data:
+        if require_annotations:  # a typo'd or truncated file must not read as "no objects anywhere"
+            raise DatasetFormatError(
+                f"{annotation_file}: has no 'annotations' list (an image-info file, like COCO's "
+                "test-dev one, "
+                "can only be a predict split)",
+                "no_annotations_key",
+            )
+        data["annotations"] = []
+    if not isinstance(data["annotations"], list):
         raise DatasetFormatError(f"{annotation_file}: 'annotations' must be a list")
+    if not data["categories"]:
+        raise DatasetFormatError(
+            f"{annotation_file}: 'categories' is empty: no class to learn", "no_categories"
+        )
     return data
+
+
+def evaluation_problems(data: dict[str, Any], annotation_file: str | Path) -> list[FormatProblem]:
+    """What makes pycocotools' COCOeval fail on a ground-truth file, checked before a run trains for
+    hours and then crashes at its first validation: every annotation needs a number ``area`` and an
+    ``iscrowd`` of 0 or 1 (COCOeval reads both: KeyError), and every polygon at least 3 points
+    (``frPyObjects`` raises on shorter ones)."""
+    problems: list[FormatProblem] = []
+    for ann in data["annotations"]:
+        what = f"{annotation_file}: annotation id {ann.get('id')}"
+        if not _is_number(ann.get("area")):
+            problems.append(
+                FormatProblem("eval_missing_area", f"{what} has no number 'area' (COCOeval needs it)")
+            )
+        if ann.get("iscrowd") not in (0, 1):
+            problems.append(
+                FormatProblem("eval_missing_iscrowd", f"{what} needs 'iscrowd' 0 or 1 (COCOeval reads it)")
+            )
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list) and any(
+            not isinstance(polygon, list) or len(polygon) < 6 for polygon in segmentation
+        ):
+            problems.append(
+                FormatProblem(
+                    "eval_short_polygon", f"{what} has a polygon of fewer than 3 points (COCOeval crashes)"
+                )
+            )
+    return problems
 
 
 def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> list[FormatProblem]:

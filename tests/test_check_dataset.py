@@ -51,8 +51,8 @@ def test_counted_skips_alone_pass(capsys: pytest.CaptureFixture, synthetic) -> N
     code, out = run(capsys, images, annotation_file)
     assert code == 0
     assert f"  degenerate_box: 1 (annotation ids {first['id']})" in out
-    assert f"  invalid_polygon: 1 (annotation ids {second['id']})" in out
-    assert f"  empty_mask: 2 (annotation ids {second['id']}, {third['id']})" in out
+    assert f"  no_valid_polygon: 1 (annotation ids {second['id']})" in out  # one reason per annotation
+    assert f"  empty_mask: 1 (annotation ids {third['id']})" in out
 
 
 def test_hard_errors_are_counted_per_kind_and_fail(capsys: pytest.CaptureFixture, synthetic) -> None:

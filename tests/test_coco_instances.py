@@ -222,9 +222,7 @@ def test_degenerate_box_is_a_logged_counted_skip(tmp_path: Path, caplog: pytest.
     assert dataset[0][1]["boxes"].tolist() == [[10, 5, 20, 15]]
 
 
-def test_polygons_with_fewer_than_three_points_are_logged_counted_skips(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_invalid_polygons_count_once_per_annotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # a 4-number polygon would be read as a box by pycocotools; an odd-length one is no polygon either
     mixed = annotation(
         1, [10, 5, 10, 10], [rect_polygon(10, 5, 20, 15), [30, 5, 40, 5], [1, 2, 3, 4, 5, 6, 7]]
@@ -233,9 +231,10 @@ def test_polygons_with_fewer_than_three_points_are_logged_counted_skips(
     image_dir, annotation_file = write_coco(tmp_path, [mixed, only_bad])
     with caplog.at_level(logging.WARNING, logger="datamodules.coco_instances"):
         dataset = CocoInstancesDataset(image_dir, annotation_file)
-    assert dataset.skipped == {"invalid_polygon": 3, "empty_mask": 1}
-    assert "invalid_polygon: 3 (annotation ids 1, 1, 2)" in caplog.text
-    assert "empty_mask: 1 (annotation ids 2)" in caplog.text
+    # annotation 1 is kept without its two bad polygons (noted once); 2 has none left (skipped once)
+    assert dataset.skipped == {"no_valid_polygon": 1} and dataset.noted == {"invalid_polygon_dropped": 1}
+    assert "left out of the targets -- no_valid_polygon: 1 (annotation ids 2)" in caplog.text
+    assert "kept with a note -- invalid_polygon_dropped: 1 (annotation ids 1)" in caplog.text
     _, target = dataset[0]
     assert target["masks"].shape == (1, HEIGHT, WIDTH)
     np.testing.assert_array_equal(target["masks"][0].numpy(), rect_mask(10, 5, 20, 15))
