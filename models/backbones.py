@@ -45,10 +45,30 @@ def resnet_fpn_backbone(
     freezes the stem and the lowest stages like torchvision does. ``weights_path`` is a local
     torchvision ResNet state dict (nothing is downloaded).
     """
-    if depth not in RESNETS:
-        raise ValueError(f"ResNet depth must be one of {sorted(RESNETS)}, got {depth}")
     if not levels or list(levels) != sorted(set(levels)) or not set(levels) <= {2, 3, 4, 5}:
         raise ValueError(f"levels must be increasing ResNet stages among 2..5, got {list(levels)}")
+    body = resnet_body(depth, frozen_bn, trainable_layers, weights_path)
+    stage2_channels = body.inplanes // 8  # 64 for BasicBlock ResNets, 256 for Bottleneck ones
+    return BackboneWithFPN(
+        body,
+        return_layers={f"layer{level - 1}": str(index) for index, level in enumerate(levels)},
+        in_channels_list=[stage2_channels * 2 ** (level - 2) for level in levels],
+        out_channels=fpn_channels,
+        extra_blocks=LastLevelMaxPool() if extra_blocks is None else extra_blocks,
+    )
+
+
+def resnet_body(
+    depth: int = 50,
+    frozen_bn: bool = True,
+    trainable_layers: int = 3,
+    weights_path: str | Path | None = None,
+) -> resnet.ResNet:
+    """torchvision's ResNet-``depth`` (the FPN's body; YOLACT's backbone) with ``FrozenBatchNorm2d`` or
+    ``BatchNorm2d``, the stem and lowest stages frozen below ``trainable_layers`` (0-5, torchvision's
+    rule) and a local ImageNet state dict loaded from ``weights_path`` (nothing is downloaded)."""
+    if depth not in RESNETS:
+        raise ValueError(f"ResNet depth must be one of {sorted(RESNETS)}, got {depth}")
     if not 0 <= trainable_layers <= 5:
         raise ValueError(f"trainable_layers must be in [0, 5], got {trainable_layers}")
     body = RESNETS[depth](weights=None, norm_layer=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
@@ -69,11 +89,4 @@ def resnet_fpn_backbone(
     for name, parameter in body.named_parameters():
         if not name.startswith(trainable):
             parameter.requires_grad_(False)
-    stage2_channels = body.inplanes // 8  # 64 for BasicBlock ResNets, 256 for Bottleneck ones
-    return BackboneWithFPN(
-        body,
-        return_layers={f"layer{level - 1}": str(index) for index, level in enumerate(levels)},
-        in_channels_list=[stage2_channels * 2 ** (level - 2) for level in levels],
-        out_channels=fpn_channels,
-        extra_blocks=LastLevelMaxPool() if extra_blocks is None else extra_blocks,
-    )
+    return body
