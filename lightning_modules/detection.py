@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import WandbLogger
@@ -85,6 +86,7 @@ class DetectionModule(ZooModule):
         self.overlay_score_threshold = overlay_score_threshold
         self.evaluators = nn.ModuleDict()
         self._overlays: list = []
+        self.skipped_nonfinite_steps = 0
 
     def compute_losses(self, images: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
         """The model's named losses; a method whose losses are not computed by its model overrides this."""
@@ -108,13 +110,36 @@ class DetectionModule(ZooModule):
             raise ValueError(f"loss_weights names {unknown}, but the model's losses are {sorted(losses)}")
         return sum(self.loss_weights.get(name, 1.0) * value for name, value in losses.items())
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        """The weighted loss; a non-finite loss on any rank skips the optimizer step on every rank
+        (Lightning skips backward and step when this returns None; ``global_step`` still counts the batch),
+        counted in ``train/skipped_nonfinite_steps`` and logged -- the official YOLACT ``train.py``
+        rule, kept for every detector."""
         images, targets = batch
         losses = self.compute_losses(images, targets)
         loss = self.weighted_loss(losses)
+        if not bool(self.all_gather(torch.isfinite(loss.detach())).all()):
+            self.skipped_nonfinite_steps += 1
+            log.warning(
+                "step %d, batch %d: non-finite loss (%s); optimizer step skipped (%d so far)",
+                self.global_step, batch_idx,
+                ", ".join(f"{name}={float(value.detach()):.4g}" for name, value in losses.items()),
+                self.skipped_nonfinite_steps,
+            )  # fmt: skip
+            self.log(
+                "train/skipped_nonfinite_steps", float(self.skipped_nonfinite_steps), batch_size=len(images)
+            )
+            return None
         self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        self.log("train/skipped_nonfinite_steps", float(self.skipped_nonfinite_steps), batch_size=len(images))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["skipped_nonfinite_steps"] = self.skipped_nonfinite_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_nonfinite_steps = int(checkpoint.get("skipped_nonfinite_steps", 0))
 
     # -- evaluation ---------------------------------------------------------------------------------
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:

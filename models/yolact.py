@@ -235,6 +235,11 @@ class Yolact(PrototypeInstanceSegmenter):
             nms_top_k,
             detections_per_image,
         )
+        for part in (self.fpn, self.protonet, self.head, self.semantic_head):
+            for module in part.modules():
+                if isinstance(module, nn.Conv2d):  # the official init_weights: Xavier, zero bias
+                    nn.init.xavier_uniform_(module.weight)
+                    nn.init.zeros_(module.bias)
         if official_weights is not None:
             from models.yolact_official_weights import load_official_weights
 

@@ -181,7 +181,7 @@ class YolactLoss(nn.Module):
         for index, target in enumerate(targets):
             semantic_t = segm.new_zeros(num_classes, height, width)
             masks = downsample_masks(target["masks"], (height, width))
-            if masks.shape[0]:
-                semantic_t.index_reduce_(0, target["labels"] - 1, masks, "amax")
+            for label in target["labels"].unique():
+                semantic_t[label - 1] = masks[target["labels"] == label].amax(dim=0)
             total = total + F.binary_cross_entropy_with_logits(segm[index], semantic_t, reduction="sum")
         return total / (height * width)

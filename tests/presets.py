@@ -22,3 +22,15 @@ def small_mask_rcnn(**overrides: Any) -> MaskRCNN:
     block = experiment_model_block()
     assert block["class_path"] == "models.mask_rcnn.MaskRCNN"
     return MaskRCNN(**{**block["init_args"], **overrides})
+
+
+YOLACT_SYNTHETIC = REPO_ROOT / "experiments" / "yolact" / "synthetic.yaml"
+
+
+def small_yolact(**overrides: Any):
+    """``experiments/yolact/synthetic.yaml``'s YOLACT, with ``overrides`` of its settings."""
+    from models.yolact import Yolact
+
+    block = experiment_model_block(YOLACT_SYNTHETIC)
+    assert block["class_path"] == "models.yolact.Yolact"
+    return Yolact(**{**block["init_args"], **overrides})
