@@ -27,10 +27,16 @@ class InstanceSample(NamedTuple):
     masks: list[np.ndarray]  # N masks, each (H, W) uint8 in {0, 1}
 
 
-def instance_bbox_params() -> A.BboxParams:
-    """Box settings every instance pipeline needs: XYXY pixels, clipped, carrying the instance index."""
+def instance_bbox_params(min_side: float = 0.0) -> A.BboxParams:
+    """Box settings every instance pipeline needs: XYXY pixels, clipped, carrying the instance index;
+    boxes narrower or lower than ``min_side`` pixels after the pipeline are dropped."""
     return A.BboxParams(
-        format="pascal_voc", label_fields=["instance_index"], clip=True, filter_invalid_bboxes=True
+        format="pascal_voc",
+        label_fields=["instance_index"],
+        clip=True,
+        filter_invalid_bboxes=True,
+        min_width=min_side,
+        min_height=min_side,
     )
 
 
