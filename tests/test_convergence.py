@@ -13,7 +13,7 @@ from tests.cli_runs import REPO_ROOT, data_arguments, read_metrics
 from zoo.cli import run_cli
 
 # (experiment folder, run folder, target mask AP50, time budget in s). Measured on 2 cores: Mask R-CNN
-# about 5 min; YOLACT about 9 min (400 steps). The budgets leave room for a slower machine.
+# about 5 min; YOLACT 349 s (400 steps). The budgets leave room for a slower machine.
 EXPERIMENTS = [
     ("mask_rcnn", "mask_rcnn_synthetic", 0.7, 480),
     ("yolact", "yolact_synthetic", 0.6, 900),

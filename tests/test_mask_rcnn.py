@@ -10,6 +10,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from models.mask_rcnn import MaskRCNN
 from models.roi_align import FPNRoIAlign
+from tests.box_targets import box_mask_target
 from tests.presets import small_mask_rcnn
 
 # Small images and fewer RoIs on both sides keep the full-size R50 models fast on a CPU.
@@ -29,15 +30,7 @@ def _images() -> list[torch.Tensor]:
     return [torch.rand(3, 200, 240, generator=generator), torch.rand(3, 180, 260, generator=generator)]
 
 
-def _target(height: int, width: int, boxes: list[list[float]], labels: list[int]) -> dict[str, torch.Tensor]:
-    masks = torch.zeros(len(boxes), height, width, dtype=torch.uint8)
-    for mask, (x0, y0, x1, y1) in zip(masks, boxes, strict=True):
-        mask[int(y0) : int(y1), int(x0) : int(x1)] = 1
-    return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "masks": masks,
-    }
+_target = box_mask_target
 
 
 @pytest.fixture(scope="module")

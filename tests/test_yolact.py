@@ -7,18 +7,12 @@ from torchvision.ops import box_convert
 
 from models.yolact import Yolact
 from models.yolact_loss import SSD_BOX_CODER, YolactLoss, crop_weight, match_anchors
+from tests.box_targets import box_mask_target
 from tests.presets import small_yolact
 
 
 def _target(boxes, labels, size=(96, 128)):
-    masks = torch.zeros(len(boxes), *size, dtype=torch.uint8)
-    for mask, (x1, y1, x2, y2) in zip(masks, boxes, strict=True):
-        mask[int(y1) : int(y2), int(x1) : int(x2)] = 1
-    return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "masks": masks,
-    }
+    return box_mask_target(*size, boxes, labels)
 
 
 def test_full_size_structure_matches_the_paper():
