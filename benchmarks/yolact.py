@@ -1,5 +1,6 @@
 """YOLACT's premise, measured in one process: inference time of YOLACT against the project's Mask R-CNN
-on the same images at the same input size (both full size, same ResNet depth, eval mode, masks pasted
+on the same images at the same input size (both full size with untrained weights, same ResNet depth,
+eval mode, masks pasted
 at image size), and Fast NMS against torchvision's ``batched_nms`` on the same 19,248 anchors x 80
 classes. Repeats alternate which goes first so that machine noise hits both; medians and their
 ratios are printed.
@@ -46,7 +47,8 @@ def greedy_nms(boxes, scores, top_k=200, max_detections=100, threshold=0.05):
 
 def compare(name_a, run_a, name_b, run_b, repeats, device):
     times = {name_a: [], name_b: []}
-    run_a(), run_b()  # warm-up
+    with torch.no_grad():  # warm-up
+        run_a(), run_b()
     for repeat in range(repeats):
         order = [(name_a, run_a), (name_b, run_b)][:: 1 if repeat % 2 == 0 else -1]
         for name, run in order:
