@@ -1,8 +1,8 @@
 """YOLACT's premise, measured in one process: inference time of YOLACT against the project's Mask R-CNN
 on the same images at the same input size (both full size with untrained weights, same ResNet depth,
-eval mode, masks pasted at image size), and Fast NMS against torchvision's ``batched_nms`` on the same 19,248 anchors x 80
-classes. Repeats alternate which goes first so that machine noise hits both; medians and their
-ratios are printed.
+eval mode, masks pasted at image size), and Fast NMS against torchvision's ``batched_nms`` on the same
+19,248 anchors x 80 classes. Repeats alternate which goes first so that machine noise hits both;
+medians and their ratios are printed.
 
     python benchmarks/yolact.py [--depth 50] [--size 550] [--images 2] [--repeats 3] [--device cuda]
 """
