@@ -14,9 +14,8 @@ import statistics
 import time
 
 import torch
-from torchvision.ops import batched_nms
 
-from models.fast_nms import fast_nms
+from models.fast_nms import fast_nms, greedy_nms
 from models.mask_rcnn import MaskRCNN
 from models.yolact import Yolact
 
@@ -30,18 +29,6 @@ def timed(function, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
-
-
-def greedy_nms(boxes, scores, top_k=200, max_detections=100, threshold=0.05):
-    candidates = (scores.max(dim=0).values > threshold).nonzero().squeeze(1)
-    class_scores, order = scores[:, candidates].sort(dim=1, descending=True)
-    anchor = candidates[order[:, :top_k]].reshape(-1)
-    classes = torch.arange(scores.shape[0], device=scores.device)[:, None].expand(
-        -1, order[:, :top_k].shape[1]
-    )
-    return batched_nms(boxes[anchor], class_scores[:, :top_k].reshape(-1), classes.reshape(-1), 0.5)[
-        :max_detections
-    ]
 
 
 def compare(name_a, run_a, name_b, run_b, repeats, device):

@@ -135,15 +135,19 @@ class PrototypeInstanceSegmenter(nn.Module):
             if targets is None or len(targets) != len(images):
                 raise ValueError("training needs one target dict per image")
             return self.criterion(outputs, relative_targets(images, targets))
-        return [self.detect(outputs, index, tuple(image.shape[-2:])) for index, image in enumerate(images)]
+        priors_xyxy = box_convert(outputs["priors"], "cxcywh", "xyxy")
+        return [
+            self.detect(outputs, priors_xyxy, index, tuple(image.shape[-2:]))
+            for index, image in enumerate(images)
+        ]
 
     @torch.no_grad()
     def detect(
-        self, outputs: dict[str, Tensor], index: int, image_size: tuple[int, int]
+        self, outputs: dict[str, Tensor], priors_xyxy: Tensor, index: int, image_size: tuple[int, int]
     ) -> dict[str, Tensor]:
-        """Decode, Fast NMS and assemble the masks of image ``index`` at ``image_size`` (H, W)."""
+        """Decode (``priors_xyxy``: the anchors as XYXY), Fast NMS and assemble the masks of image
+        ``index`` at ``image_size`` (H, W)."""
         height, width = image_size
-        priors_xyxy = box_convert(outputs["priors"], "cxcywh", "xyxy")
         boxes = SSD_BOX_CODER.decode_single(outputs["loc"][index].float(), priors_xyxy)
         scores = outputs["conf"][index].float().softmax(dim=-1)[:, 1:].t()
         keep, classes, kept_scores = fast_nms(
