@@ -5,6 +5,14 @@ A batch is ``(images, targets)``: a list of float32 (3, H, W) images in [0, 1], 
 ``Target`` per image (torchvision detection style). Every key is optional except ``image_id``; a
 method reads the keys its task needs, and later families add theirs here, not elsewhere.
 
+Coordinates: boxes, polygons and keypoints are continuous pixel coordinates in which pixel (i, j)
+covers [i, i + 1) x [j, j + 1) (COCO's polygon convention, ``datamodules.synthetic.render``): an image of
+width W spans x in [0, W], and a horizontal flip maps x to W - x.
+
+Top-down keypoint items (one instance cropped by its box and warped to the network input) hold N = 1
+instance in the crop's pixel frame; ``crop_to_image`` maps crop pixels back to the source image, where
+metrics and COCO results live.
+
 Labels and ``num_classes`` -- one rule everywhere:
 - object labels run 1..C, C = ``num_classes``, which never counts a background class;
 - label 0 is never an object. Models with a background class (Mask R-CNN, YOLACT) use it for
@@ -31,6 +39,9 @@ class Target(TypedDict, total=False):
     labels: Tensor  # int64 (N,): object labels 1..C (see the module docstring)
     masks: Tensor  # uint8 (N, H, W): instance masks in {0, 1}
     keypoints: Tensor  # float32 (N, K, 3): x, y in pixels and visibility (0 absent, 1 occluded, 2 visible)
+    annotation_ids: Tensor  # int64 (N,): the dataset's annotation id of each instance (COCO ``id``)
+    head_boxes: Tensor  # float32 (N, 4): XYXY head boxes in pixels (MPII, for PCKh)
+    crop_to_image: Tensor  # float64 (2, 3): affine map of a top-down crop's pixels to its source image's
     instance_ids: Tensor  # int64 (N,): identities that persist across the frames of a video
     semantic: Tensor  # int64 (H, W): semantic class per pixel, IGNORE_INDEX where unlabelled
     landmarks: Tensor  # float32 (N, L, 2): facial landmarks in pixels (NaN where not annotated)

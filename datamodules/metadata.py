@@ -12,7 +12,8 @@ from pathlib import Path
 class DatasetMetadata:
     """Class names (index = label - 1, the label rule of ``datamodules.batch``), the dataset category
     id of each label, the annotation file each evaluated split is scored against, and for keypoint
-    datasets the keypoint names, left/right flip pairs, skeleton edges and OKS sigmas."""
+    datasets the keypoint names, left/right flip pairs, skeleton edges, OKS sigmas and the two keypoints
+    whose distance normalises NME (None: the box size)."""
 
     class_names: tuple[str, ...]
     label_to_category_id: dict[int, int]
@@ -21,6 +22,7 @@ class DatasetMetadata:
     flip_pairs: tuple[tuple[int, int], ...] = ()
     skeleton: tuple[tuple[int, int], ...] = ()
     oks_sigmas: tuple[float, ...] = ()
+    normalizing_keypoints: tuple[int, int] | None = None  # NME's normaliser (300W: outer eye corners 36, 45)
 
     def __post_init__(self) -> None:
         if not self.class_names:
