@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jsonargparse import set_parsing_settings
+
 
 @dataclass(frozen=True)
 class KeypointLayout:
@@ -49,3 +51,143 @@ class KeypointLayout:
         for left, right in self.flip_pairs:
             permutation[left], permutation[right] = right, left
         return permutation
+
+
+# jsonargparse parses a dataclass type from its fields only; enabling "subclasses" for this one type also
+# accepts a preset function as its class_path (``layout: {class_path: datamodules.keypoint_layouts.
+# face_300w}``), while inline fields (``layout: {names: [...], flip_pairs: [...]}``) keep working.
+set_parsing_settings(subclasses_enabled=[KeypointLayout])
+
+
+# Presets: plain functions returning a layout, so a YAML names one as ``layout: {class_path:
+# datamodules.keypoint_layouts.face_300w}``. The numbers are facts copied from the sources each cites.
+
+COCO_PERSON_NAMES = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+
+
+def coco_person() -> KeypointLayout:
+    """COCO's 17 person keypoints: the names and skeleton of ``person_keypoints_*.json`` (its 1-based
+    skeleton made 0-based), left/right pairs by name, and the OKS sigmas of pycocotools'
+    ``Params.setKpParams`` (``kpt_oks_sigmas``)."""
+    return KeypointLayout(
+        names=COCO_PERSON_NAMES,
+        flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+        skeleton=(
+            (15, 13),
+            (13, 11),
+            (16, 14),
+            (14, 12),
+            (11, 12),
+            (5, 11),
+            (6, 12),
+            (5, 6),
+            (5, 7),
+            (6, 8),
+            (7, 9),
+            (8, 10),
+            (1, 2),
+            (0, 1),
+            (0, 2),
+            (1, 3),
+            (2, 4),
+            (3, 5),
+            (4, 6),
+        ),
+        oks_sigmas=(
+            0.026,
+            0.025,
+            0.025,
+            0.035,
+            0.035,
+            0.079,
+            0.079,
+            0.072,
+            0.072,
+            0.062,
+            0.062,
+            0.107,
+            0.107,
+            0.087,
+            0.087,
+            0.089,
+            0.089,
+        ),
+    )
+
+
+def face_300w() -> KeypointLayout:
+    """300W's 68 iBUG landmarks (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth); flip pairs
+    as mmpose's ``configs/_base_/datasets/300w.py`` swaps them; NME normalised by the outer eye corners
+    36 and 45 (inter-ocular distance, as 300W's evaluation)."""
+    return KeypointLayout(
+        names=tuple(f"landmark_{i}" for i in range(68)),
+        flip_pairs=(
+            *((i, 16 - i) for i in range(8)),  # jaw 0-7 <-> 16-9
+            *((17 + i, 26 - i) for i in range(5)),  # brows 17-21 <-> 26-22
+            (31, 35),
+            (32, 34),  # nostrils
+            (36, 45),
+            (37, 44),
+            (38, 43),
+            (39, 42),
+            (40, 47),
+            (41, 46),  # eyes
+            (48, 54),
+            (49, 53),
+            (50, 52),
+            (55, 59),
+            (56, 58),  # outer lips
+            (60, 64),
+            (61, 63),
+            (65, 67),  # inner lips
+        ),
+        normalizing_keypoints=(36, 45),
+    )
+
+
+def face_wflw() -> KeypointLayout:
+    """WFLW's 98 landmarks (0-32 jaw, 33-50 brows, 51-59 nose, 60-75 eyes, 76-95 mouth, 96-97 pupils);
+    flip pairs as mmpose's ``configs/_base_/datasets/wflw.py`` swaps them; NME normalised by the outer
+    eye corners 60 and 72 (WFLW's inter-ocular distance)."""
+    return KeypointLayout(
+        names=tuple(f"landmark_{i}" for i in range(98)),
+        flip_pairs=(
+            *((i, 32 - i) for i in range(16)),  # jaw 0-15 <-> 32-17
+            *((33 + i, 46 - i) for i in range(5)),  # upper brows 33-37 <-> 46-42
+            *((38 + i, 50 - i) for i in range(4)),  # lower brows 38-41 <-> 50-47
+            (55, 59),
+            (56, 58),  # nostrils
+            *(
+                (60 + i, 72 - i) for i in range(5)
+            ),  # eyes: outer corner, upper lid, inner corner 60-64 <-> 72-68
+            *((65 + i, 75 - i) for i in range(3)),  # eyes, lower lid 65-67 <-> 75-73
+            (76, 82),
+            (77, 81),
+            (78, 80),
+            (83, 87),
+            (84, 86),  # outer lips
+            (88, 92),
+            (89, 91),
+            (93, 95),  # inner lips
+            (96, 97),  # pupils
+        ),
+        normalizing_keypoints=(60, 72),
+    )

@@ -1,8 +1,11 @@
-"""COCO box and mask AP with pycocotools (or faster-coco-eval), as a torchmetrics Metric over DDP ranks.
+"""COCO box, mask and keypoint AP with pycocotools (or faster-coco-eval), as a torchmetrics Metric over
+DDP ranks.
 
-Follows the COCO detection evaluation protocol (https://cocodataset.org/#detection-eval): COCOeval on the
-real annotation file, restricted to the images that were evaluated. Detections are stored as tensors (one
-numeric row per detection, mask RLE strings as uint8 bytes) so that torchmetrics can gather them.
+Follows the COCO detection and keypoint evaluation protocols (https://cocodataset.org/#detection-eval,
+https://cocodataset.org/#keypoints-eval): COCOeval on the real annotation file, restricted to the images
+that were evaluated; keypoints are scored by OKS with COCO's 17 sigmas or the dataset's own. Detections
+are stored as tensors (one numeric row per detection, its 3K keypoint numbers, mask RLE strings as uint8
+bytes) so that torchmetrics can gather them.
 Call `update` per batch and `compute` once per epoch (not `forward`, which would run COCOeval per batch).
 Under DDP, COCOeval is single-threaded Python work of the same size on every rank: only rank 0 runs it
 on the gathered detections and broadcasts the stats, so the other ranks do not repeat it.
@@ -24,13 +27,26 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from metrics.coco_results import encode_masks, keep_mapped_labels
+from metrics.coco_results import encode_masks, keep_mapped_labels, keypoint_results
 
+# The default IoU types (instance segmentation); "keypoints" is asked for explicitly.
 IOU_TYPES = ("bbox", "segm")
-# The first six numbers of COCOeval.stats, in COCOeval.summarize() order.
+SUPPORTED_IOU_TYPES = ("bbox", "segm", "keypoints")
+# The first six numbers of COCOeval.stats for "bbox" and "segm", in COCOeval.summarize() order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # The length of COCOeval.stats for "bbox" and "segm": 6 APs, then 6 ARs.
 STATS_PER_IOU_TYPE = 12
+# COCOeval.stats for "keypoints" (summarize's _summarizeKps): 10 numbers, all returned; no small area
+# range (persons under 32^2 px carry no keypoint annotations) and one maxDets (20).
+KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+STATS_LENGTHS = {
+    "bbox": STATS_PER_IOU_TYPE,
+    "segm": STATS_PER_IOU_TYPE,
+    "keypoints": len(KEYPOINT_STAT_NAMES),
+}
+OUTPUT_NAMES = {"bbox": STAT_NAMES, "segm": STAT_NAMES, "keypoints": KEYPOINT_STAT_NAMES}
+# pycocotools' default OKS sigmas are COCO's, for its 17 person keypoints.
+COCO_NUM_KEYPOINTS = 17
 # Columns of the per-detection rows: image id, category id, box XYWH, score.
 DETECTION_COLUMNS = 7
 # Who implements COCO and COCOeval: pycocotools, the reference, or faster-coco-eval's C++ port of it.
@@ -41,14 +57,18 @@ log = logging.getLogger(__name__)
 
 
 class COCOEvaluation(Metric):
-    """COCO AP, AP50, AP75, APs, APm, APl for each of `iou_types` ("bbox", "segm").
+    """COCO AP, AP50, AP75, APs, APm, APl for each of `iou_types` ("bbox", "segm"), and for "keypoints"
+    OKS AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl.
 
-    `update(preds, targets)` takes the detector's eval output (per image: `boxes` XYXY, contiguous `labels`,
-    `scores`, and for "segm" `masks` (N,1,H,W) probabilities in the original image size) and targets with
-    `image_id`. Images seen twice (DistributedSampler padding) count once. `compute()` returns
-    `{"bbox/AP": ..., "segm/APl": ...}` as float64 tensors, -1 where COCOeval has no ground truth for a
-    value; the full 12 COCOeval stats per IoU type are kept in `last_stats` (on every rank).
-    `backend` chooses the COCO/COCOeval implementation (one of `BACKENDS`).
+    `update(preds, targets)` takes the model's eval output (per image: contiguous `labels`, `scores`,
+    `boxes` XYXY (needed for "bbox"), for "segm" `masks` (N,1,H,W) probabilities in the original image
+    size, for "keypoints" `keypoints` (N, K, 3): x, y, score per keypoint in source-image pixels) and
+    targets with `image_id`. Images seen twice (DistributedSampler padding) count once. `compute()` returns
+    `{"bbox/AP": ..., "segm/APl": ..., "keypoints/ARl": ...}` as float64 tensors, -1 where COCOeval has no
+    ground truth for a value; the full COCOeval stats per IoU type (12 for bbox and segm, 10 for
+    keypoints) are kept in `last_stats` (on every rank). `backend` chooses the COCO/COCOeval
+    implementation (one of `BACKENDS`). `oks_sigmas`: the per-keypoint OKS sigmas (``params.
+    kpt_oks_sigmas``, e.g. ``DatasetMetadata.oks_sigmas``); without them COCO's 17 apply, so K must be 17.
     """
 
     full_state_update = False
@@ -61,13 +81,20 @@ class COCOEvaluation(Metric):
         label_to_category_id: dict[int, int] | None = None,
         iou_types: Sequence[str] = IOU_TYPES,
         backend: str = "pycocotools",
+        oks_sigmas: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        unknown = set(iou_types) - set(IOU_TYPES)
+        unknown = set(iou_types) - set(SUPPORTED_IOU_TYPES)
         if unknown or not iou_types:
-            raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
+            raise ValueError(
+                f"iou_types must be a non-empty subset of {SUPPORTED_IOU_TYPES}, got {tuple(iou_types)}"
+            )
         self.iou_types = tuple(iou_types)
+        if oks_sigmas is not None and (not oks_sigmas or min(oks_sigmas) <= 0):
+            raise ValueError(f"oks_sigmas must be positive, one per keypoint, got {tuple(oks_sigmas)}")
+        self.oks_sigmas = None if oks_sigmas is None else tuple(float(s) for s in oks_sigmas)
+        self.num_keypoints = COCO_NUM_KEYPOINTS if oks_sigmas is None else len(oks_sigmas)
         self.label_to_category_id = label_to_category_id
         self.backend = backend
         self._coco_class, self._cocoeval_class = coco_api(backend)
@@ -81,6 +108,8 @@ class COCOEvaluation(Metric):
         if "segm" in self.iou_types:
             self.add_state("rle_lengths", default=[], dist_reduce_fx="cat")  # (N,) int64
             self.add_state("rle_bytes", default=[], dist_reduce_fx="cat")  # (sum of lengths,) uint8
+        if "keypoints" in self.iou_types:
+            self.add_state("keypoints", default=[], dist_reduce_fx="cat")  # (N, 3 K) float64: x, y, score
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
         """Store one batch of detections; `targets` only supply `image_id`."""
@@ -88,14 +117,14 @@ class COCOEvaluation(Metric):
         detections = [torch.zeros(0, DETECTION_COLUMNS, dtype=torch.float64)]
         rle_lengths: list[int] = []
         rle_bytes = [torch.zeros(0, dtype=torch.uint8)]
+        keypoints = [torch.zeros(0, 3 * self.num_keypoints, dtype=torch.float64)]
         for pred, target in zip(preds, targets, strict=True):
             image_id = int(target["image_id"])
             if image_id not in self.coco_gt.imgs:
                 raise ValueError(f"image_id {image_id} is not in the annotation file")
             pred = self._drop_unmapped_labels(pred, image_id)
-            scores = pred["scores"].detach().to("cpu", torch.float64)
-            boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
-            boxes[:, 2:] -= boxes[:, :2]
+            scores = pred["scores"].detach().to("cpu", torch.float64).reshape(-1)
+            boxes = self._xywh_boxes(pred, len(scores), image_id)
             category_ids = torch.tensor(
                 [self._category_id(label) for label in pred["labels"].tolist()], dtype=torch.float64
             )
@@ -110,20 +139,25 @@ class COCOEvaluation(Metric):
                 for rle in rles:
                     rle_bytes.append(torch.from_numpy(np.frombuffer(rle["counts"], dtype=np.uint8).copy()))
                     rle_lengths.append(len(rle["counts"]))
+            if "keypoints" in self.iou_types:
+                keypoints.append(self._keypoint_rows(pred, len(rows), image_id))
         self.images.append(torch.tensor(images, dtype=torch.int64, device=self.device).reshape(-1, 2))
         self.detections.append(torch.cat(detections).to(self.device))
         if "segm" in self.iou_types:
             self.rle_lengths.append(torch.tensor(rle_lengths, dtype=torch.int64, device=self.device))
             self.rle_bytes.append(torch.cat(rle_bytes).to(self.device))
+        if "keypoints" in self.iou_types:
+            self.keypoints.append(torch.cat(keypoints).to(self.device))
 
     def compute(self) -> dict[str, Tensor]:
         """COCOeval per IoU type on the gathered detections of the evaluated images, run by rank 0 only
         when the states were gathered across ranks (the stats are broadcast), else by this process."""
         stats = self._broadcast_from_rank_zero() if self._synced_across_ranks() else self._evaluate_all()
         output = {}
-        for iou_type, row in zip(self.iou_types, stats, strict=True):
+        rows = stats.split([STATS_LENGTHS[iou_type] for iou_type in self.iou_types])
+        for iou_type, row in zip(self.iou_types, rows, strict=True):
             self.last_stats[iou_type] = row.cpu().numpy().copy()
-            for name, value in zip(STAT_NAMES, row, strict=False):
+            for name, value in zip(OUTPUT_NAMES[iou_type], row, strict=False):
                 output[f"{iou_type}/{name}"] = value
         return output
 
@@ -142,7 +176,7 @@ class COCOEvaluation(Metric):
         broadcast too, so that the other ranks raise instead of waiting in the broadcast forever."""
         group = self.process_group
         source = 0 if group is None else dist.get_global_rank(group, 0)
-        size = len(self.iou_types) * STATS_PER_IOU_TYPE + 1
+        size = sum(STATS_LENGTHS[iou_type] for iou_type in self.iou_types) + 1
         buffer = torch.full((size,), _FAILED, dtype=torch.float64, device=self.device)
         if dist.get_rank() == source:
             try:
@@ -154,10 +188,11 @@ class COCOEvaluation(Metric):
         dist.broadcast(buffer, source, group=group)
         if buffer[-1].item() != _EVALUATED:
             raise RuntimeError(f"COCO evaluation failed on rank {source}: see its error")
-        return buffer[:-1].reshape(len(self.iou_types), STATS_PER_IOU_TYPE)
+        return buffer[:-1]
 
     def _evaluate_all(self) -> Tensor:
-        """(len(iou_types), STATS_PER_IOU_TYPE) float64 COCOeval stats of the detections in the states."""
+        """The float64 COCOeval stats of the detections in the states, of each IoU type in turn
+        (``STATS_LENGTHS``), concatenated."""
         images = _cat(self.images, (0, 2), torch.int64).cpu().numpy()
         detections = _cat(self.detections, (0, DETECTION_COLUMNS), torch.float64).cpu().numpy()
         # Keep the first occurrence of each image, so that padded duplicates do not count twice.
@@ -178,9 +213,19 @@ class COCOEvaluation(Metric):
             starts = np.cumsum(lengths) - lengths
             counts = [data[s : s + n] for s, n, k in zip(starts, lengths, keep, strict=True) if k]
             results["segm"] = self._mask_results(detections[keep], counts)
+        if "keypoints" in self.iou_types:
+            width = 3 * self.num_keypoints
+            keypoints = _cat(self.keypoints, (0, width), torch.float64).cpu().numpy()[keep]
+            rows = detections[keep]
+            results["keypoints"] = keypoint_results(
+                rows[:, 0].astype(np.int64).tolist(),
+                rows[:, 1].astype(np.int64).tolist(),
+                keypoints.reshape(len(rows), self.num_keypoints, 3),
+                rows[:, 6].tolist(),
+            )
 
         stats = [self._evaluate(results[iou_type], iou_type, image_ids) for iou_type in self.iou_types]
-        return torch.tensor(np.stack(stats), dtype=torch.float64, device=self.device)
+        return torch.tensor(np.concatenate(stats), dtype=torch.float64, device=self.device)
 
     def _drop_unmapped_labels(self, pred: dict[str, Tensor], image_id: int) -> dict[str, Tensor]:
         """Detections of labels with no category (e.g. the unused ids of torchvision's 91-way COCO head)
@@ -196,6 +241,42 @@ class COCOEvaluation(Metric):
                 self.unmapped_detections,
             )
         return pred
+
+    def _xywh_boxes(self, pred: dict[str, Tensor], count: int, image_id: int) -> Tensor:
+        """(count, 4) float64 XYWH boxes; NaN when the prediction has none (keypoints alone: COCOeval
+        takes the keypoints' extent then)."""
+        if "boxes" not in pred:
+            if "bbox" in self.iou_types:
+                raise ValueError(f"image_id {image_id}: the prediction has no 'boxes', needed for box AP")
+            return torch.full((count, 4), torch.nan, dtype=torch.float64)
+        boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
+        boxes[:, 2:] -= boxes[:, :2]
+        return boxes
+
+    def _keypoint_rows(self, pred: dict[str, Tensor], count: int, image_id: int) -> Tensor:
+        """(count, 3 K) float64: each detection's x, y, score per keypoint, as COCO results flatten them."""
+        if "keypoints" not in pred:
+            raise ValueError(
+                f"image_id {image_id}: the prediction has no 'keypoints', needed for keypoint AP"
+            )
+        keypoints = pred["keypoints"].detach().to("cpu", torch.float64)
+        if keypoints.ndim != 3 or keypoints.shape[0] != count or keypoints.shape[2] != 3:
+            raise ValueError(
+                f"image_id {image_id}: keypoints must be ({count}, K, 3) (x, y, score per keypoint), "
+                f"got {tuple(keypoints.shape)}"
+            )
+        if keypoints.shape[1] != self.num_keypoints:
+            if self.oks_sigmas is None:
+                raise ValueError(
+                    f"image_id {image_id}: {keypoints.shape[1]} keypoints per instance, but without "
+                    f"oks_sigmas COCO's {COCO_NUM_KEYPOINTS} OKS sigmas apply: pass oks_sigmas (one per "
+                    "keypoint, e.g. DatasetMetadata.oks_sigmas)"
+                )
+            raise ValueError(
+                f"image_id {image_id}: {keypoints.shape[1]} keypoints per instance, but "
+                f"{len(self.oks_sigmas)} oks_sigmas"
+            )
+        return keypoints.reshape(count, 3 * keypoints.shape[1])
 
     def _category_id(self, label: int) -> int:
         if self.label_to_category_id is None:
@@ -238,12 +319,16 @@ class COCOEvaluation(Metric):
                 coco_dt.createIndex()
             coco_eval = self._cocoeval_class(self.coco_gt, coco_dt, iou_type)
             coco_eval.params.imgIds = image_ids
+            if iou_type == "keypoints" and self.oks_sigmas is not None:
+                coco_eval.params.kpt_oks_sigmas = np.asarray(self.oks_sigmas, dtype=np.float64)
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
         stats = np.asarray(coco_eval.stats, dtype=np.float64)
-        if stats.shape != (STATS_PER_IOU_TYPE,):
-            raise RuntimeError(f"{self.backend} gave {iou_type} stats of shape {stats.shape}, not 12")
+        if stats.shape != (STATS_LENGTHS[iou_type],):
+            raise RuntimeError(
+                f"{self.backend} gave {iou_type} stats of shape {stats.shape}, not {STATS_LENGTHS[iou_type]}"
+            )
         return stats.copy()
 
 

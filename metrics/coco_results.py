@@ -1,9 +1,11 @@
 """Detections in the COCO results format (https://cocodataset.org/#format-results): what
 ``COCO.loadRes`` and the COCO test-dev server take -- one dict per detection with ``image_id``,
-``category_id``, ``score``, ``bbox`` (XYWH) and ``segmentation`` (compressed RLE)."""
+``category_id``, ``score``, ``bbox`` (XYWH) and ``segmentation`` (compressed RLE), or for the keypoint
+task ``keypoints`` (a flat list x1, y1, s1, ..., xK, yK, sK in source-image pixels)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from pycocotools import mask as mask_utils
 from torch import Tensor
 
-DETECTION_KEYS = ("boxes", "labels", "scores", "masks")
+DETECTION_KEYS = ("boxes", "labels", "scores", "masks", "keypoints")
 
 
 def encode_masks(masks: Tensor, threshold: float = 0.5) -> list[dict[str, Any]]:
@@ -59,3 +61,43 @@ def coco_detections(
         for result, rle in zip(results, encode_masks(prediction["masks"]), strict=True):
             result["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
     return results
+
+
+def keypoint_results(
+    image_ids: Sequence[int],
+    category_ids: Sequence[int],
+    keypoints: np.ndarray | Tensor,
+    scores: Sequence[float],
+) -> list[dict[str, Any]]:
+    """COCO keypoint results: `keypoints` (N, K, 3) -- x, y, score per keypoint, source-image pixels --
+    as flat lists of 3K numbers. No "bbox" key: with one, ``loadRes`` would take the box area instead of
+    the keypoints' extent for the area ranges (and the keypoint task's format has none)."""
+    if isinstance(keypoints, Tensor):
+        keypoints = keypoints.detach().to("cpu", torch.float64).numpy()
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[2] != 3:
+        raise ValueError(f"keypoints must be (N, K, 3): x, y, score per keypoint, got {keypoints.shape}")
+    flat = keypoints.reshape(len(keypoints), 3 * keypoints.shape[1]).tolist()
+    return [
+        {
+            "image_id": int(image_id),
+            "category_id": int(category_id),
+            "keypoints": points,
+            "score": float(score),
+        }
+        for image_id, category_id, points, score in zip(image_ids, category_ids, flat, scores, strict=True)
+    ]
+
+
+def coco_keypoint_detections(
+    prediction: dict[str, Tensor], image_id: int, label_to_category_id: dict[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """One image's keypoint detections (the model's eval output with ``keypoints`` (N, K, 3) in
+    source-image pixels, ``scores``, ``labels`` already mapped) as COCO keypoint results."""
+    labels = prediction["labels"].tolist()
+    category_ids = (
+        labels if label_to_category_id is None else [label_to_category_id[label] for label in labels]
+    )
+    return keypoint_results(
+        [image_id] * len(labels), category_ids, prediction["keypoints"], prediction["scores"].tolist()
+    )
