@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from jsonargparse import set_parsing_settings
 
+from metrics.keypoint_metrics import MPII_JOINTS  # (metrics imports nothing from datamodules: no cycle)
+
 
 @dataclass(frozen=True)
 class KeypointLayout:
@@ -47,10 +49,15 @@ class KeypointLayout:
 
     def flip_permutation(self) -> list[int]:
         """``permutation[k]``: the keypoint that k becomes on a horizontal flip (itself if unpaired)."""
-        permutation = list(range(self.num_keypoints))
-        for left, right in self.flip_pairs:
-            permutation[left], permutation[right] = right, left
-        return permutation
+        return flip_permutation(self.num_keypoints, self.flip_pairs)
+
+
+def flip_permutation(num_keypoints: int, flip_pairs: tuple[tuple[int, int], ...]) -> list[int]:
+    """``permutation[k]``: the keypoint that k becomes on a horizontal flip (itself if unpaired)."""
+    permutation = list(range(num_keypoints))
+    for left, right in flip_pairs:
+        permutation[left], permutation[right] = right, left
+    return permutation
 
 
 # jsonargparse parses a dataclass type from its fields only; enabling "subclasses" for this one type also
@@ -190,4 +197,34 @@ def face_wflw() -> KeypointLayout:
             (96, 97),  # pupils
         ),
         normalizing_keypoints=(60, 72),
+    )
+
+
+def mpii() -> KeypointLayout:
+    """MPII Human Pose's 16 joints (Andriluka et al., CVPR 2014) in the order of its annotations' point
+    ids 0-15 (``metrics.keypoint_metrics.MPII_JOINTS``, the one definition of the names); flip pairs
+    right/left ankle, knee, hip, wrist, elbow, shoulder as HRNet's ``lib/dataset/mpii.py``
+    (``flip_pairs``) swaps them; the skeleton of mmpose's ``configs/_base_/datasets/mpii.py``
+    (``skeleton_info``). No OKS sigmas (MPII is scored by PCKh, with the head boxes ``zoo mpii-to-coco``
+    writes) and no NME normaliser."""
+    return KeypointLayout(
+        names=MPII_JOINTS,
+        flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+        skeleton=(
+            (0, 1),
+            (1, 2),
+            (2, 6),
+            (6, 3),
+            (3, 4),
+            (4, 5),  # legs through the pelvis
+            (6, 7),
+            (7, 8),
+            (8, 9),  # pelvis, thorax, upper neck, head top
+            (8, 12),
+            (12, 11),
+            (11, 10),  # right arm from the upper neck
+            (8, 13),
+            (13, 14),
+            (14, 15),  # left arm from the upper neck
+        ),
     )

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
 from datamodules.batch import Batch, Target
 from datamodules.metadata import DatasetMetadata
 from lightning_modules.base import ZooModule
+from lightning_modules.overlay_log import OverlayLog
 from lightning_modules.prediction_writers import JsonPredictionWriter
 from lightning_modules.wandb_overlays import detection_overlay
 from metrics.coco_evaluation import IOU_TYPES, COCOEvaluation
@@ -82,10 +83,9 @@ class DetectionModule(ZooModule):
             )
         self.save_hyperparameters(ignore=["model", "metadata", "optimizer", "lr_scheduler"])
         self.evaluation_backend = evaluation_backend
-        self.overlay_images = overlay_images
         self.overlay_score_threshold = overlay_score_threshold
         self.evaluators = nn.ModuleDict()
-        self._overlays: list = []
+        self.overlays = OverlayLog(overlay_images)
         self.skipped_nonfinite_steps = 0
 
     def compute_losses(self, images: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
@@ -151,27 +151,22 @@ class DetectionModule(ZooModule):
             raise ValueError(f"the datamodule's metadata has no {split} annotation file to evaluate against")
         predictions = self(images)
         self.evaluators[split].update(predictions, targets)
-        wants_overlays = (
-            split == "val" and isinstance(self.logger, WandbLogger) and self.trainer.is_global_zero
-        )
-        if wants_overlays and not self.trainer.sanity_checking:
-            for image, prediction, target in zip(images, predictions, targets, strict=True):
-                if len(self._overlays) >= self.overlay_images:
-                    break
-                overlay = detection_overlay(
-                    image, prediction, target, self.metadata.label_names, self.overlay_score_threshold
-                )
-                self._overlays.append(overlay)
+        if self.overlays.wants(self, split):
+            label_names, threshold = self.metadata.label_names, self.overlay_score_threshold
+            self.overlays.add_while_wanted(
+                self,
+                split,
+                [
+                    partial(detection_overlay, image, prediction, target, label_names, threshold)
+                    for image, prediction, target in zip(images, predictions, targets, strict=True)
+                ],
+            )
 
     def _evaluation_epoch_end(self, split: str) -> None:
         results = self.evaluators[split].compute()
         self.evaluators[split].reset()
         self.log_dict({f"{split}/{name}": value for name, value in results.items()}, prog_bar=False)
-        if self._overlays:
-            self.logger.experiment.log(
-                {f"{split}/predictions": self._overlays, "trainer/global_step": self.global_step}
-            )
-            self._overlays = []
+        self.overlays.flush(self, split)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")

@@ -1,10 +1,14 @@
 """Validation overlays for W&B: predicted and ground-truth boxes (and instance masks, when there are
 any) on the image, with class names and scores (``wandb.Image`` box and mask layers, toggled in the
 W&B UI). Labels are named through the dataset's ``label_names``; in the painted mask layers 0 means
-"no object", which no label is (``datamodules.batch``)."""
+"no object", which no label is (``datamodules.batch``). Keypoint overlays draw the ground truth and the
+prediction with the dataset's skeleton on the crop, beside the predicted heatmaps."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import cv2
 import numpy as np
 import torch
 import wandb
@@ -76,3 +80,55 @@ def detection_overlay(
             "class_labels": mask_labels,
         }
     return wandb.Image(pixels, masks=layers_masks or None, boxes=layers_boxes)
+
+
+GROUND_TRUTH_COLOUR = (0, 220, 0)
+PREDICTION_COLOUR = (255, 40, 40)
+
+
+def _draw_keypoints(
+    canvas: np.ndarray, points: np.ndarray, shown: np.ndarray, skeleton: Sequence[tuple[int, int]], colour
+) -> None:
+    scale = canvas.shape[0] / 256
+    radius, thickness = max(1, round(2 * scale)), max(1, round(scale))
+    for first, second in skeleton:
+        if shown[first] and shown[second]:
+            start = tuple(int(v) for v in np.round(points[first]))
+            end = tuple(int(v) for v in np.round(points[second]))
+            cv2.line(canvas, start, end, colour, thickness, cv2.LINE_AA)
+    for (x, y), visible in zip(points.tolist(), shown.tolist(), strict=True):
+        if visible:
+            cv2.circle(canvas, (round(x), round(y)), radius, colour, -1, cv2.LINE_AA)
+
+
+def keypoint_overlay(
+    image: Tensor,
+    predicted: Tensor,
+    target_keypoints: Tensor,
+    skeleton: Sequence[tuple[int, int]],
+    heatmaps: Tensor | None = None,
+    caption: str = "",
+) -> wandb.Image:
+    """``image`` (3, H, W) in [0, 1]; ``predicted`` (K, 2) and ``target_keypoints`` (K, 3) in its pixels
+    (only annotated ground truth is drawn, green; predictions red, both with the skeleton); ``heatmaps``
+    (K, h, w), if given, are shown beside it as their per-pixel maximum over keypoints."""
+    pixels = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+    height, width = pixels.shape[:2]
+    size = max(256, height)  # drawn at >= 256 px so that small crops stay readable
+    scale = size / height
+    canvas = np.ascontiguousarray(
+        cv2.resize(pixels, (round(width * scale), size), interpolation=cv2.INTER_NEAREST)
+    )
+    target = target_keypoints.detach().float().cpu().numpy()
+    # continuous pixel coordinates (datamodules.batch) -> OpenCV's pixel-centre indices on the canvas
+    _draw_keypoints(canvas, target[:, :2] * scale - 0.5, target[:, 2] > 0, skeleton, GROUND_TRUTH_COLOUR)
+    points = predicted.detach().float().cpu().numpy()
+    _draw_keypoints(canvas, points * scale - 0.5, np.isfinite(points).all(1), skeleton, PREDICTION_COLOUR)
+    if heatmaps is not None:
+        peak = heatmaps.detach().float().amax(0).clamp(0, 1).cpu().numpy()
+        peak = cv2.resize(
+            (peak * 255).astype(np.uint8), (canvas.shape[1], size), interpolation=cv2.INTER_LINEAR
+        )
+        coloured = cv2.cvtColor(cv2.applyColorMap(peak, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+        canvas = np.concatenate([canvas, coloured], axis=1)
+    return wandb.Image(canvas, caption=caption)

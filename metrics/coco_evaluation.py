@@ -63,7 +63,9 @@ class COCOEvaluation(Metric):
     `update(preds, targets)` takes the model's eval output (per image: contiguous `labels`, `scores`,
     `boxes` XYXY (needed for "bbox"), for "segm" `masks` (N,1,H,W) probabilities in the original image
     size, for "keypoints" `keypoints` (N, K, 3): x, y, score per keypoint in source-image pixels) and
-    targets with `image_id`. Images seen twice (DistributedSampler padding) count once. `compute()` returns
+    targets with `image_id`. Images seen twice (DistributedSampler padding) count once; with
+    `per_instance` (top-down keypoint models: one prediction and one target per instance, several per
+    image) the unit is the target's single annotation id instead of the image. `compute()` returns
     `{"bbox/AP": ..., "segm/APl": ..., "keypoints/ARl": ...}` as float64 tensors, -1 where COCOeval has no
     ground truth for a value; the full COCOeval stats per IoU type (12 for bbox and segm, 10 for
     keypoints) are kept in `last_stats` (on every rank). `backend` chooses the COCO/COCOeval
@@ -82,6 +84,7 @@ class COCOEvaluation(Metric):
         iou_types: Sequence[str] = IOU_TYPES,
         backend: str = "pycocotools",
         oks_sigmas: Sequence[float] | None = None,
+        per_instance: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,13 +99,16 @@ class COCOEvaluation(Metric):
         self.oks_sigmas = None if oks_sigmas is None else tuple(float(s) for s in oks_sigmas)
         self.num_keypoints = COCO_NUM_KEYPOINTS if oks_sigmas is None else len(oks_sigmas)
         self.label_to_category_id = label_to_category_id
+        self.per_instance = per_instance
         self.backend = backend
         self._coco_class, self._cocoeval_class = coco_api(backend)
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco_gt = self._coco_class(str(annotation_file))
         self.last_stats: dict[str, np.ndarray] = {}
         self.unmapped_detections = 0
-        # (M, 2) int64 per evaluated image: image id, number of its detections (in the order of `detections`).
+        # (M, 3) int64 per evaluated unit (an image, or with per_instance an annotation): image id, the key
+        # that repeats when DistributedSampler pads (the image id or the annotation id), number of its
+        # detections (in the order of `detections`).
         self.add_state("images", default=[], dist_reduce_fx="cat")
         self.add_state("detections", default=[], dist_reduce_fx="cat")  # (N, DETECTION_COLUMNS) float64
         if "segm" in self.iou_types:
@@ -113,7 +119,7 @@ class COCOEvaluation(Metric):
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
         """Store one batch of detections; `targets` only supply `image_id`."""
-        images: list[list[int]] = []
+        units: list[list[int]] = []
         detections = [torch.zeros(0, DETECTION_COLUMNS, dtype=torch.float64)]
         rle_lengths: list[int] = []
         rle_bytes = [torch.zeros(0, dtype=torch.uint8)]
@@ -130,7 +136,7 @@ class COCOEvaluation(Metric):
             )
             image_column = torch.full_like(scores, float(image_id))
             rows = torch.cat([image_column[:, None], category_ids[:, None], boxes, scores[:, None]], dim=1)
-            images.append([image_id, len(rows)])
+            units.append([image_id, self._unit_key(target, image_id), len(rows)])
             detections.append(rows)
             if "segm" in self.iou_types:
                 rles = self._encode_masks(pred["masks"], image_id)
@@ -141,7 +147,7 @@ class COCOEvaluation(Metric):
                     rle_lengths.append(len(rle["counts"]))
             if "keypoints" in self.iou_types:
                 keypoints.append(self._keypoint_rows(pred, len(rows), image_id))
-        self.images.append(torch.tensor(images, dtype=torch.int64, device=self.device).reshape(-1, 2))
+        self.images.append(torch.tensor(units, dtype=torch.int64, device=self.device).reshape(-1, 3))
         self.detections.append(torch.cat(detections).to(self.device))
         if "segm" in self.iou_types:
             self.rle_lengths.append(torch.tensor(rle_lengths, dtype=torch.int64, device=self.device))
@@ -193,17 +199,17 @@ class COCOEvaluation(Metric):
     def _evaluate_all(self) -> Tensor:
         """The float64 COCOeval stats of the detections in the states, of each IoU type in turn
         (``STATS_LENGTHS``), concatenated."""
-        images = _cat(self.images, (0, 2), torch.int64).cpu().numpy()
+        units = _cat(self.images, (0, 3), torch.int64).cpu().numpy()
         detections = _cat(self.detections, (0, DETECTION_COLUMNS), torch.float64).cpu().numpy()
-        # Keep the first occurrence of each image, so that padded duplicates do not count twice.
-        ends = np.cumsum(images[:, 1])
+        # Keep the first occurrence of each unit, so that padded duplicates do not count twice.
+        ends = np.cumsum(units[:, 2])
         keep = np.zeros(len(detections), dtype=bool)
         first_seen: set[int] = set()
-        for (image_id, count), end in zip(images.tolist(), ends.tolist(), strict=True):
-            if image_id not in first_seen:
-                first_seen.add(image_id)
+        for (_, key, count), end in zip(units.tolist(), ends.tolist(), strict=True):
+            if key not in first_seen:
+                first_seen.add(key)
                 keep[end - count : end] = True
-        image_ids = sorted(first_seen)
+        image_ids = sorted(set(units[:, 0].tolist()))
         results = {}
         if "bbox" in self.iou_types:
             results["bbox"] = self._box_results(detections[keep])
@@ -226,6 +232,17 @@ class COCOEvaluation(Metric):
 
         stats = [self._evaluate(results[iou_type], iou_type, image_ids) for iou_type in self.iou_types]
         return torch.tensor(np.concatenate(stats), dtype=torch.float64, device=self.device)
+
+    def _unit_key(self, target: dict[str, Tensor], image_id: int) -> int:
+        """What identifies a repeated unit: the image id, or with ``per_instance`` the annotation id."""
+        if not self.per_instance:
+            return image_id
+        if "annotation_ids" not in target or target["annotation_ids"].numel() != 1:
+            raise ValueError(
+                f"image_id {image_id}: per_instance evaluation takes targets of one instance each, with "
+                "its 'annotation_ids' (the top-down convention, datamodules.batch)"
+            )
+        return int(target["annotation_ids"].reshape(-1)[0])
 
     def _drop_unmapped_labels(self, pred: dict[str, Tensor], image_id: int) -> dict[str, Tensor]:
         """Detections of labels with no category (e.g. the unused ids of torchvision's 91-way COCO head)

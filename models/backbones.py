@@ -90,3 +90,31 @@ def resnet_body(
         if not name.startswith(trainable):
             parameter.requires_grad_(False)
     return body
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ResNetTrunk(nn.Module):
+    """torchvision's ResNet-``depth`` up to C5 (no pooling, no classifier), taking RGB images in [0, 1]
+    and normalising them with ImageNet's mean and std: the backbone of the top-down keypoint baselines
+    (SimpleBaseline's and DeepPose's ResNets), which train it whole with ordinary BatchNorm.
+
+    ``forward``: (B, 3, H, W) -> (B, ``out_channels``, H / 32, W / 32). ``weights_path``: a local
+    torchvision ImageNet state dict (its ``fc`` is dropped)."""
+
+    def __init__(self, depth: int = 50, weights_path: str | Path | None = None) -> None:
+        super().__init__()
+        body = resnet_body(depth, frozen_bn=False, trainable_layers=5, weights_path=weights_path)
+        self.body = nn.Sequential(
+            body.conv1, body.bn1, body.relu, body.maxpool, body.layer1, body.layer2, body.layer3, body.layer4
+        )
+        self.out_channels = body.inplanes
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"ResNetTrunk takes (B, 3, H, W) RGB images, got {tuple(images.shape)}")
+        return self.body((images - self.mean) / self.std)

@@ -32,7 +32,7 @@ error over random sub-pixel positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -42,6 +42,7 @@ from torch import Tensor
 Convention = Literal["corners", "centres"]
 Placement = Literal["unbiased", "truncated", "rounded"]
 Decoder = Literal["argmax", "dark", "soft_argmax"]
+DECODERS: tuple[Decoder, ...] = ("argmax", "dark", "soft_argmax")
 
 
 def to_cell_coordinates(points: Tensor, stride: Tensor | float, convention: Convention = "corners") -> Tensor:
@@ -283,7 +284,7 @@ class GaussianHeatmapCodec:
             raise ValueError(f"sizes must be positive, got {self.input_size} and {self.heatmap_size}")
         to_cell_coordinates(torch.zeros(2), 1.0, self.convention)
         place_centres(torch.zeros(2), self.placement)
-        if self.decoder not in ("argmax", "dark", "soft_argmax"):
+        if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be 'argmax', 'dark' or 'soft_argmax', got {self.decoder!r}")
 
     def stride(self, like: Tensor) -> Tensor:
@@ -333,6 +334,10 @@ class GaussianHeatmapCodec:
         else:
             cells, scores = soft_argmax(heatmaps, self.soft_argmax_beta)
         return to_input_coordinates(cells, self.stride(cells), self.convention), scores
+
+    def with_decoder(self, decoder: Decoder) -> GaussianHeatmapCodec:
+        """This codec with another decoder."""
+        return replace(self, decoder=decoder)
 
     def unflip(self, heatmaps: Tensor, flip_permutation: list[int] | Tensor) -> Tensor:
         """``flip_heatmaps`` with the shift this codec's convention needs (none for ``"corners"``)."""
