@@ -56,9 +56,9 @@ from datamodules.coco_json_checks import (
     annotation_problem,
     compressed_rle_counts,
     evaluation_problems,
+    log_skips,
     raise_first,
     read_coco_json,
-    short_list,
     structure_problems,
 )
 from datamodules.errors import DatasetFormatError
@@ -288,19 +288,15 @@ class CocoInstancesDataset(Dataset):
         return sum(len(instances) for instances in self._instances.values())
 
     def _log_skips(self, index: InstanceIndex) -> None:
-        parts = []
-        for what, counts, ids in (
-            ("left out of the targets", index.skipped, index.skipped_ids),
-            ("kept with a note", index.noted, index.noted_ids),
-        ):
-            if counts:
-                reasons = "; ".join(
-                    f"{reason}: {count} (annotation ids {short_list(ids[reason])})"
-                    for reason, count in sorted(counts.items())
-                )
-                parts.append(f"{what} -- {reasons}")
-        if parts:
-            logger.warning("%s: %s", self.annotation_file, " | ".join(parts))
+        log_skips(
+            logger,
+            self.annotation_file,
+            "left out of the targets",
+            index.skipped,
+            index.skipped_ids,
+            index.noted,
+            index.noted_ids,
+        )
 
     def _report_once(self, counter: Counter[str], reason: str, annotation_id: int, message: str) -> None:
         if (reason, annotation_id) not in self._reported:

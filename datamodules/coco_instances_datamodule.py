@@ -7,12 +7,12 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from datamodules.coco_instances import CocoInstancesDataset
-from datamodules.collate import collate_detection
 from datamodules.errors import DatasetFormatError
 from datamodules.instance_transforms import require_pixel_level
 from datamodules.instance_transforms import train_transforms as train_transforms_default
+from datamodules.loaders import evaluation_loader, training_loader
 from datamodules.metadata import DatasetMetadata
-from zoo.training.resumable_loader import ResumableDataLoader, global_seed, resumable_train_loader
+from zoo.training.resumable_loader import ResumableDataLoader
 
 
 class CocoInstancesDataModule(LightningDataModule):
@@ -154,40 +154,20 @@ class CocoInstancesDataModule(LightningDataModule):
             annotation_files={"val": self.val_annotations, "test": self.test_annotations},
         )
 
-    def _eval_loader(self, dataset: CocoInstancesDataset | None, batch_size: int) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("call setup() with the matching stage before asking for its dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            drop_last=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_detection,
+    def train_dataloader(self) -> ResumableDataLoader:
+        trainer = self.trainer
+        return training_loader(
+            self.train_dataset, self.batch_size, self.num_workers, self.pin_memory, trainer
         )
 
-    def train_dataloader(self) -> ResumableDataLoader:
-        if self.train_dataset is None:
-            raise RuntimeError("call setup('fit') before asking for the training dataloader")
-        trainer = self.trainer
-        return resumable_train_loader(
-            self.train_dataset,
-            self.batch_size,
-            collate_detection,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            seed=global_seed(trainer),  # one seed on every rank, or the shards would overlap
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-        )
+    def _eval_loader(self, dataset: CocoInstancesDataset | None) -> DataLoader:
+        return evaluation_loader(dataset, self.val_batch_size, self.num_workers, self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_dataset, self.val_batch_size)
+        return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_dataset, self.val_batch_size)
+        return self._eval_loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_dataset, self.val_batch_size)
+        return self._eval_loader(self.test_dataset)

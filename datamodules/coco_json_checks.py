@@ -7,7 +7,8 @@ allocates without limit on malformed ones.
 """
 
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from numbers import Real
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,6 +40,29 @@ def short_list(values: Iterable[Any], limit: int = MAX_IDS_LOGGED) -> str:
     values = list(values)
     shown = ", ".join(str(v) for v in values[:limit])
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def log_skips(
+    log: logging.Logger,
+    annotation_file: str | Path,
+    left_out: str,
+    skipped: Mapping[str, int],
+    skipped_ids: Mapping[str, list[int]],
+    noted: Mapping[str, int],
+    noted_ids: Mapping[str, list[int]],
+) -> None:
+    """One WARNING line per file: the annotations ``left_out`` (e.g. "left out of the targets") and those
+    kept with a note, counted by reason with their first ids."""
+    parts = []
+    for what, counts, ids in ((left_out, skipped, skipped_ids), ("kept with a note", noted, noted_ids)):
+        if counts:
+            reasons = "; ".join(
+                f"{reason}: {count} (annotation ids {short_list(ids[reason])})"
+                for reason, count in sorted(counts.items())
+            )
+            parts.append(f"{what} -- {reasons}")
+    if parts:
+        log.warning("%s: %s", annotation_file, " | ".join(parts))
 
 
 def read_coco_json(annotation_file: str | Path, require_annotations: bool = True) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from datamodules.coco_instances import MIN_BOX_SIZE, index_coco, read_image
 from datamodules.coco_json_checks import (
     FormatProblem,
     evaluation_problems,
+    log_skips,
     raise_first,
     read_coco_json,
     short_list,
@@ -233,9 +234,11 @@ def index_keypoints(
     num_keypoints: int,
     train: bool,
     evaluation: bool,
+    clip_boxes: bool = True,
 ) -> KeypointIndex:
     """Sort every annotation of ``category_id`` into an item, a counted skip or a hard error (module
-    docstring)."""
+    docstring). ``clip_boxes``: crop by the box clipped to the image (COCO, as mmpose), or by the box as
+    annotated (MPII's person boxes, derived from centre and scale, reach outside the image by design)."""
     index = KeypointIndex()
     for ann in data["annotations"]:
         if ann["category_id"] != category_id:
@@ -251,16 +254,17 @@ def index_keypoints(
             index.skip("crowd", ann_id)
             continue
         x, y, w, h = ann["bbox"]
-        box = (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
-        if box[2] - box[0] <= MIN_BOX_SIZE or box[3] - box[1] <= MIN_BOX_SIZE:
+        clipped = (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
+        if clipped[2] - clipped[0] <= MIN_BOX_SIZE or clipped[3] - clipped[1] <= MIN_BOX_SIZE:
             index.skip("degenerate_box", ann_id)
             continue
+        box = clipped if clip_boxes else (float(x), float(y), float(x + w), float(y + h))
         keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
         labelled = keypoints[:, 2] > 0
         if train and not labelled.any():
             index.skip("no_keypoints", ann_id)
             continue
-        if box != (x, y, x + w, y + h):
+        if clip_boxes and box != (x, y, x + w, y + h):
             index.note("box_clipped", ann_id)
         kx, ky = keypoints[labelled, 0], keypoints[labelled, 1]
         if (kx < 0).any() or (kx > width).any() or (ky < 0).any() or (ky > height).any():
@@ -284,7 +288,8 @@ class CocoKeypointsDataset(Dataset):
     (1,) = 1, ``annotation_ids`` int64 (1,), ``crop_to_image`` float64 (2, 3) (crop pixels -> source
     image pixels), and ``head_boxes`` float32 (1, 4) where the annotation has a ``head_box``.
 
-    The crop is the box grown to the input aspect ratio and by ``padding`` (``top_down_crop``). With
+    The crop is the box (clipped to the image unless ``clip_boxes`` is False) grown to the input aspect
+    ratio and by ``padding`` (``top_down_crop``). With
     ``train``, each item draws a scale, a rotation and a flip (``TopDownAugmentation``) and the
     ``photometric`` pipeline's randomness from its seed (``seeded_item``: the exact-resume contract;
     ``dataset[i]`` draws from fresh entropy); without, items are the plain crop. ``photometric`` (applied
@@ -305,6 +310,7 @@ class CocoKeypointsDataset(Dataset):
         photometric: A.BaseCompose | None = None,
         padding: float = PADDING,
         for_evaluation: bool = False,
+        clip_boxes: bool = True,
     ) -> None:
         if train and for_evaluation:
             raise ValueError(
@@ -339,6 +345,7 @@ class CocoKeypointsDataset(Dataset):
             layout.num_keypoints,
             train=train,
             evaluation=for_evaluation,
+            clip_boxes=clip_boxes,
         )
         raise_first(index.errors)
         self.instances = index.items
@@ -348,19 +355,15 @@ class CocoKeypointsDataset(Dataset):
         self._log_skips(index)
 
     def _log_skips(self, index: KeypointIndex) -> None:
-        parts = []
-        for what, counts, ids in (
-            ("left out of the items", index.skipped, index.skipped_ids),
-            ("kept with a note", index.noted, index.noted_ids),
-        ):
-            if counts:
-                reasons = "; ".join(
-                    f"{reason}: {count} (annotation ids {short_list(ids[reason])})"
-                    for reason, count in sorted(counts.items())
-                )
-                parts.append(f"{what} -- {reasons}")
-        if parts:
-            logger.warning("%s: %s", self.annotation_file, " | ".join(parts))
+        log_skips(
+            logger,
+            self.annotation_file,
+            "left out of the items",
+            index.skipped,
+            index.skipped_ids,
+            index.noted,
+            index.noted_ids,
+        )
 
     def __len__(self) -> int:
         return len(self.instances)

@@ -10,12 +10,12 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from datamodules.coco_keypoints import CocoKeypointsDataset, TopDownAugmentation
-from datamodules.collate import collate_detection
 from datamodules.errors import DatasetFormatError
 from datamodules.keypoint_layouts import KeypointLayout
+from datamodules.loaders import evaluation_loader, training_loader
 from datamodules.metadata import DatasetMetadata
 from datamodules.top_down_crop import PADDING
-from zoo.training.resumable_loader import ResumableDataLoader, global_seed, resumable_train_loader
+from zoo.training.resumable_loader import ResumableDataLoader
 
 
 class CocoKeypointsDataModule(LightningDataModule):
@@ -51,6 +51,8 @@ class CocoKeypointsDataModule(LightningDataModule):
         pin_memory: pin batches in page-locked memory for faster host-to-GPU copies.
         test_images: folder of the test images; default: the validation split.
         test_annotations: test COCO keypoint JSON; default: the validation split.
+        clip_boxes: crop by the annotated box clipped to the image (True, COCO as mmpose) or as it is
+            (False: MPII, whose person boxes come from centre and scale and may reach outside the image).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class CocoKeypointsDataModule(LightningDataModule):
         pin_memory: bool = False,
         test_images: str | Path | None = None,
         test_annotations: str | Path | None = None,
+        clip_boxes: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["layout", "photometric"])
@@ -92,6 +95,7 @@ class CocoKeypointsDataModule(LightningDataModule):
         self.augmentation = augmentation if augmentation is not None else TopDownAugmentation()
         self.photometric = photometric
         self.padding = padding
+        self.clip_boxes = clip_boxes
         self.train_dataset: CocoKeypointsDataset | None = None
         self.val_dataset: CocoKeypointsDataset | None = None
         self.test_dataset: CocoKeypointsDataset | None = None
@@ -108,6 +112,7 @@ class CocoKeypointsDataModule(LightningDataModule):
             photometric=self.photometric,
             padding=self.padding,
             for_evaluation=not train,
+            clip_boxes=self.clip_boxes,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -160,34 +165,14 @@ class CocoKeypointsDataModule(LightningDataModule):
             normalizing_keypoints=layout.normalizing_keypoints,
         )
 
-    def _eval_loader(self, dataset: CocoKeypointsDataset | None) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("call setup() with the matching stage before asking for its dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=self.val_batch_size,
-            shuffle=False,
-            drop_last=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_detection,
+    def train_dataloader(self) -> ResumableDataLoader:
+        trainer = self.trainer
+        return training_loader(
+            self.train_dataset, self.batch_size, self.num_workers, self.pin_memory, trainer
         )
 
-    def train_dataloader(self) -> ResumableDataLoader:
-        if self.train_dataset is None:
-            raise RuntimeError("call setup('fit') before asking for the training dataloader")
-        trainer = self.trainer
-        return resumable_train_loader(
-            self.train_dataset,
-            self.batch_size,
-            collate_detection,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            seed=global_seed(trainer),  # one seed on every rank, or the shards would overlap
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-        )
+    def _eval_loader(self, dataset: CocoKeypointsDataset | None) -> DataLoader:
+        return evaluation_loader(dataset, self.val_batch_size, self.num_workers, self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_dataset)

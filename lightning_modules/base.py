@@ -8,6 +8,8 @@ A module declares
   ``torch.optim.Adam``, ``lightning_modules.lr_schedules.WarmupMultiStepLR``,
   ``torch.optim.lr_scheduler.CosineAnnealingLR`` or ``ReduceLROnPlateau``), so an experiment changes
   them without code;
+- how it evaluates a split (``evaluation_step(batch, split)`` and ``evaluation_epoch_end(split)``, which
+  the validation and test hooks call with ``"val"`` and ``"test"``);
 - how its predictions are written (``prediction_writer``): COCO results for detectors, PNG + JSON for
   panoptic, image folders for generators;
 - what it knows of its dataset: the ``DatasetMetadata`` the CLI links from ``data.metadata``.
@@ -82,6 +84,26 @@ class ZooModule(LightningModule):
         else:
             schedule = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def evaluation_step(self, batch: Any, split: str) -> None:
+        """Accumulate one batch of ``split`` (``"val"`` or ``"test"``) into the split's metrics."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate")
+
+    def evaluation_epoch_end(self, split: str) -> None:
+        """Compute, log and reset the split's metrics."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.evaluation_epoch_end("val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.evaluation_epoch_end("test")
 
     def prediction_writer(self, run_dir: Path) -> BasePredictionWriter | None:
         """The callback that writes ``zoo predict``'s output into ``run_dir``; None: this module has no

@@ -145,7 +145,7 @@ class DetectionModule(ZooModule):
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
-    def _evaluation_step(self, batch: Batch, split: str) -> None:
+    def evaluation_step(self, batch: Batch, split: str) -> None:
         images, targets = batch
         if split not in self.evaluators:
             raise ValueError(f"the datamodule's metadata has no {split} annotation file to evaluate against")
@@ -162,23 +162,11 @@ class DetectionModule(ZooModule):
                 ],
             )
 
-    def _evaluation_epoch_end(self, split: str) -> None:
+    def evaluation_epoch_end(self, split: str) -> None:
         results = self.evaluators[split].compute()
         self.evaluators[split].reset()
         self.log_dict({f"{split}/{name}": value for name, value in results.items()}, prog_bar=False)
         self.overlays.flush(self, split)
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
 
     # -- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:

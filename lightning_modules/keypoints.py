@@ -189,7 +189,7 @@ class TopDownKeypointModule(ZooModule):
     def flipped(self, images: Tensor) -> Tensor:
         return images.flip(-1)
 
-    def _evaluation_step(self, batch: Batch, split: str) -> None:
+    def evaluation_step(self, batch: Batch, split: str) -> None:
         images, keypoints = self.stack(batch)
         targets = batch[1]
         prediction = self(images)
@@ -241,7 +241,7 @@ class TopDownKeypointModule(ZooModule):
             for points, point_scores in zip(keypoints, scores, strict=True)
         ]
 
-    def _evaluation_epoch_end(self, split: str) -> None:
+    def evaluation_epoch_end(self, split: str) -> None:
         results: dict[str, Tensor] = {}
         for name, metric in self.evaluators[split].items():
             if not metric.update_called:  # PCKh without head boxes
@@ -254,18 +254,6 @@ class TopDownKeypointModule(ZooModule):
             metric.reset()
         self.log_dict({f"{split}/{name}": value for name, value in results.items()})
         self.overlays.flush(self, split)
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
 
     # -- prediction -----------------------------------------------------------------------------------
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:

@@ -109,12 +109,26 @@ def keypoint_overlay(
     heatmaps: Tensor | None = None,
     caption: str = "",
 ) -> wandb.Image:
+    """``draw_keypoints_and_heatmaps`` as a W&B image."""
+    return wandb.Image(
+        draw_keypoints_and_heatmaps(image, predicted, target_keypoints, skeleton, heatmaps), caption=caption
+    )
+
+
+def draw_keypoints_and_heatmaps(
+    image: Tensor,
+    predicted: Tensor,
+    target_keypoints: Tensor,
+    skeleton: Sequence[tuple[int, int]],
+    heatmaps: Tensor | None = None,
+) -> np.ndarray:
     """``image`` (3, H, W) in [0, 1]; ``predicted`` (K, 2) and ``target_keypoints`` (K, 3) in its pixels
     (only annotated ground truth is drawn, green; predictions red, both with the skeleton); ``heatmaps``
-    (K, h, w), if given, are shown beside it as their per-pixel maximum over keypoints."""
+    (K, h, w), if given, are shown beside it as their per-pixel maximum over keypoints. Returns the
+    RGB uint8 canvas, scaled up to at least 256 px high so that small crops stay readable."""
     pixels = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     height, width = pixels.shape[:2]
-    size = max(256, height)  # drawn at >= 256 px so that small crops stay readable
+    size = max(256, height)
     scale = size / height
     canvas = np.ascontiguousarray(
         cv2.resize(pixels, (round(width * scale), size), interpolation=cv2.INTER_NEAREST)
@@ -131,4 +145,4 @@ def keypoint_overlay(
         )
         coloured = cv2.cvtColor(cv2.applyColorMap(peak, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
         canvas = np.concatenate([canvas, coloured], axis=1)
-    return wandb.Image(canvas, caption=caption)
+    return canvas

@@ -69,7 +69,9 @@ class COCOEvaluation(Metric):
     `{"bbox/AP": ..., "segm/APl": ..., "keypoints/ARl": ...}` as float64 tensors, -1 where COCOeval has no
     ground truth for a value; the full COCOeval stats per IoU type (12 for bbox and segm, 10 for
     keypoints) are kept in `last_stats` (on every rank). `backend` chooses the COCO/COCOeval
-    implementation (one of `BACKENDS`). `oks_sigmas`: the per-keypoint OKS sigmas (``params.
+    implementation (one of `BACKENDS`). Only the categories of `label_to_category_id` are scored (all of
+    the file's without it): a keypoint model of one category of a multi-category file (the synthetic
+    world's stars) is not charged with the others. `oks_sigmas`: the per-keypoint OKS sigmas (``params.
     kpt_oks_sigmas``, e.g. ``DatasetMetadata.oks_sigmas``); without them COCO's 17 apply, so K must be 17.
     """
 
@@ -336,6 +338,8 @@ class COCOEvaluation(Metric):
                 coco_dt.createIndex()
             coco_eval = self._cocoeval_class(self.coco_gt, coco_dt, iou_type)
             coco_eval.params.imgIds = image_ids
+            if self.label_to_category_id is not None:  # the categories the model predicts, not every one
+                coco_eval.params.catIds = sorted(set(self.label_to_category_id.values()))
             if iou_type == "keypoints" and self.oks_sigmas is not None:
                 coco_eval.params.kpt_oks_sigmas = np.asarray(self.oks_sigmas, dtype=np.float64)
             coco_eval.evaluate()

@@ -343,3 +343,37 @@ def test_two_gloo_ranks_give_the_single_process_stats(coco: COCO, tmp_path: Path
         assert {k: v.item() for k, v in result["output"].items()} == expected
         for iou_type in ("bbox", "keypoints"):
             assert result["last_stats"][iou_type].tolist() == single.last_stats[iou_type].tolist()
+
+
+def test_only_the_predicted_categories_are_scored(tmp_path: Path) -> None:
+    """A top-down model of the synthetic world's stars, scored against the file of all four shape classes:
+    the ground truth fed back per instance gives AP 1 for the stars, not a quarter of it for categories
+    the model never predicts."""
+    from datamodules.synthetic.coco_writer import write_coco_keypoints
+    from datamodules.synthetic.keypoints import shape_keypoint_layout
+
+    annotation_file = write_coco_keypoints(tmp_path, "val", num_images=12, image_size=128, seed=0)
+    sigmas = shape_keypoint_layout("star").oks_sigmas
+    stars = [a for a in json.loads(annotation_file.read_text())["annotations"] if a["category_id"] == 4]
+    stars = [a for a in stars if not a["iscrowd"]]
+    assert stars
+    predictions, targets = [], []
+    for star in stars:
+        keypoints = torch.tensor(star["keypoints"], dtype=torch.float64).reshape(1, -1, 3)
+        keypoints[..., 2] = 1.0  # scores
+        predictions.append(
+            {"keypoints": keypoints, "scores": torch.ones(1), "labels": torch.ones(1, dtype=torch.int64)}
+        )
+        targets.append(
+            {"image_id": torch.tensor(star["image_id"]), "annotation_ids": torch.tensor([star["id"]])}
+        )
+    scored = {}
+    for name, mapping in (("stars", {1: 4}), ("every category", None)):
+        metric = COCOEvaluation(
+            annotation_file, mapping, ("keypoints",), oks_sigmas=sigmas, per_instance=True
+        )
+        labelled = predictions if mapping else [{**p, "labels": p["labels"] * 4} for p in predictions]
+        metric.update(labelled, targets)
+        scored[name] = float(metric.compute()["keypoints/AP"])
+    assert scored["stars"] == pytest.approx(1.0)
+    assert scored["every category"] < 0.5  # the other three categories' ground truth counts as missed

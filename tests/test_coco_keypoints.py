@@ -272,3 +272,19 @@ def test_skips_and_notes_are_counted_and_logged_once(
     evaluation = dataset(tmp_path, annotations, for_evaluation=True)
     assert dict(evaluation.skipped) == {"degenerate_box": 1, "crowd": 1}  # unlabelled instances are kept
     assert len(evaluation) == 4
+
+
+def test_boxes_reaching_outside_the_image_are_clipped_unless_asked_not_to(tmp_path: Path) -> None:
+    """COCO boxes are clipped to the image (noted); MPII's centre-and-scale boxes are cropped as they are
+    (``clip_boxes=False``), so a person at the border stays centred in its crop."""
+    border = keypoint_annotation(3, [70, -10, 40, 40], [80, 5, 2, 90, 5, 2, 85, 20, 2])
+    clipped = dataset(tmp_path / "clipped", [border])
+    assert dict(clipped.noted) == {"box_clipped": 1}
+    _, target = clipped[0]
+    bounds = transform_boxes(target["boxes"].double().numpy(), target["crop_to_image"])[0]
+    np.testing.assert_allclose(bounds, [70, 0, WIDTH, 30], atol=1e-4)
+    kept = dataset(tmp_path / "kept", [border], clip_boxes=False)
+    assert dict(kept.noted) == {}
+    _, target = kept[0]
+    bounds = transform_boxes(target["boxes"].double().numpy(), target["crop_to_image"])[0]
+    np.testing.assert_allclose(bounds, [70, -10, 110, 30], atol=1e-4)

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,11 @@ from lightning_modules.keypoints import (
     RegressionKeypointModule,
     boxes_to_source,
     crop_to_source,
+)
+from lightning_modules.wandb_overlays import (
+    GROUND_TRUTH_COLOUR,
+    PREDICTION_COLOUR,
+    draw_keypoints_and_heatmaps,
 )
 from models.deeppose import CoordinateRegression
 from models.heatmaps import GaussianHeatmapCodec
@@ -165,9 +171,9 @@ class GroundTruthModule(HeatmapKeypointModule):
         prediction.heatmaps = heatmaps
         return prediction
 
-    def _evaluation_step(self, batch, split):
+    def evaluation_step(self, batch, split):
         self.current = torch.cat([target["keypoints"] for target in batch[1]])
-        super()._evaluation_step(batch, split)
+        super().evaluation_step(batch, split)
 
 
 @pytest.mark.parametrize(
@@ -214,3 +220,19 @@ def test_full_size_parameter_counts() -> None:
         deeppose = CoordinateRegression()
     assert sum(p.numel() for p in simple_baseline.parameters()) == 33_999_697
     assert sum(p.numel() for p in deeppose.parameters()) == 23_577_698
+
+
+def test_overlay_draws_ground_truth_prediction_skeleton_and_heatmaps() -> None:
+    image = torch.zeros(3, 64, 64)
+    target = torch.tensor([[16.5, 16.5, 2.0], [48.5, 16.5, 2.0], [32.5, 48.5, 0.0]])  # the last unannotated
+    predicted = torch.tensor([[16.5, 40.5], [48.5, 40.5], [32.5, 56.5]])
+    heatmaps, _ = CODEC.encode(target[None])
+    canvas = draw_keypoints_and_heatmaps(image, predicted, target, [(0, 1), (1, 2)], heatmaps[0])
+    assert canvas.shape == (256, 512, 3) and canvas.dtype == np.uint8  # 4x the crop, heatmaps beside it
+    green, red = np.array(GROUND_TRUTH_COLOUR), np.array(PREDICTION_COLOUR)
+    assert (canvas[66, 66] == green).all() and (canvas[66, 194] == green).all()  # (16.5, 16.5) x 4
+    assert canvas[66, 130, 1] > 150 and canvas[66, 130, 0] == 0  # the (anti-aliased) skeleton edge
+    assert not (canvas[194, 130] == green).all()  # the unannotated keypoint is not drawn
+    assert (canvas[162, 66] == red).all() and canvas[162, 130, 0] > 150  # prediction and its edge
+    right = canvas[:, 256:]
+    assert right[66, 66].tolist() != right[10, 10].tolist()  # a heatmap peak stands out of the background

@@ -24,7 +24,7 @@ from zoo.runs.checkpoints import run_checkpoints
 from zoo.runs.config_file import SaveAndLogConfig
 from zoo.runs.location import RunLocation, existing_runs, resolve_run_location
 from zoo.runs.metrics_file import MetricsFileWriter
-from zoo.tools import check_dataset, compare, mpii_to_coco, synthetic
+from zoo.tools import check_dataset, compare, landmark_comparison, mpii_to_coco, synthetic
 from zoo.tracking.wandb_setup import make_wandb_logger
 from zoo.training.batch_seeding import BatchSeeding
 
@@ -32,6 +32,7 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": synthetic.main,
     "check-dataset": check_dataset.main,
     "compare": compare.main,
+    "landmark-comparison": landmark_comparison.main,
     "mpii-to-coco": mpii_to_coco.main,
 }
 

@@ -3,20 +3,23 @@
 Image ``i`` of a split is rendered from ``scene_rng(seed, split, i)``, so it depends on neither the
 number of images nor the other split, and the same seed gives byte-identical files.
 ``write_coco_instances`` writes the COCO instances format (https://cocodataset.org/#format-data):
-``out_dir/images/<split>/<image_id:06d>.png`` and ``out_dir/annotations/instances_<split>.json``.
+``out_dir/images/<split>/<image_id:06d>.png`` and ``out_dir/annotations/instances_<split>.json``;
+``write_coco_keypoints`` writes the same images and instances JSON and, from the same rendering, the COCO
+keypoint format in ``out_dir/annotations/keypoints_<split>.json`` (``datamodules.synthetic.keypoints``).
 """
 
 import json
 import re
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from datamodules.synthetic.keypoints import keypoint_categories, scene_keypoints
 from datamodules.synthetic.world import THING_CLASSES, Scene, SceneConfig, render_scene
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -86,6 +89,96 @@ def _check_arguments(split: str, num_images: int, image_size: int, seed: int) ->
         raise ValueError(f"seed must be >= 0, got {seed}")
 
 
+class CocoSplitFiles(NamedTuple):
+    """The annotation files of a written split (``keypoints`` None when not asked for)."""
+
+    instances: Path
+    keypoints: Path | None
+
+
+def keypoint_annotation(annotation: dict[str, Any], keypoints: np.ndarray) -> dict[str, Any]:
+    """A COCO instances ``annotation`` with ``keypoints`` (K, 3) added as the flat [x, y, v] * K list
+    (coordinates to 1/1000 px, v an int) and ``num_keypoints`` (how many have v > 0)."""
+    flat: list[float | int] = []
+    for x, y, v in keypoints.tolist():
+        flat += [round(x, 3), round(y, 3), int(v)]
+    return {**annotation, "keypoints": flat, "num_keypoints": int((keypoints[:, 2] > 0).sum())}
+
+
+def _write_dataset(
+    path: Path,
+    description: str,
+    images: list[dict[str, Any]],
+    annotations: list[dict[str, Any]],
+    categories: list[dict[str, Any]],
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset = {
+        "info": {"description": description, "version": "1"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    path.write_text(json.dumps(dataset, separators=(",", ":")) + "\n")
+    return path
+
+
+def write_coco_split(
+    out_dir: Path,
+    split: str,
+    num_images: int,
+    image_size: int = 128,
+    seed: int = 0,
+    config: SceneConfig | None = None,
+    progress: bool = False,
+    keypoints: bool = True,
+) -> CocoSplitFiles:
+    """Render ``num_images`` scenes once and write the images, the COCO instances JSON and (with
+    ``keypoints``) the COCO keypoint JSON of the split; return the JSON paths.
+
+    Image ids are ``1..num_images``; annotations list each image's things bottom to top, with the same
+    ids in both files. ``progress`` shows a progress bar on a terminal."""
+    _check_arguments(split, num_images, image_size, seed)
+    out_dir = Path(out_dir)
+    image_dir = out_dir / "images" / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    keypoint_annotations: list[dict[str, Any]] = []
+    for index in tqdm(
+        range(num_images), desc=f"synthetic {split}", unit="img", disable=None if progress else True
+    ):
+        image_id = index + 1
+        scene: Scene = render_scene(scene_rng(seed, split, index), image_size, config)
+        file_name = f"{image_id:06d}.png"
+        _write_png(image_dir / file_name, scene.image)
+        images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
+        points = scene_keypoints(scene) if keypoints else [None] * len(scene.things)
+        for thing, thing_points in zip(scene.things, points, strict=True):
+            annotation = coco_annotation(
+                thing.mask, len(annotations) + 1, image_id, thing.category_id, thing.iscrowd
+            )
+            annotations.append(annotation)
+            if thing_points is not None:
+                keypoint_annotations.append(keypoint_annotation(annotation, thing_points))
+    description = f"vision-zoo synthetic world v1, split {split}, seed {seed}"
+    annotation_dir = out_dir / "annotations"
+    instances_file = _write_dataset(
+        annotation_dir / f"instances_{split}.json", description, images, annotations, coco_categories()
+    )
+    keypoints_file = None
+    if keypoints:
+        keypoints_file = _write_dataset(
+            annotation_dir / f"keypoints_{split}.json",
+            f"{description}, keypoints",
+            images,
+            keypoint_annotations,
+            keypoint_categories(),
+        )
+    return CocoSplitFiles(instances_file, keypoints_file)
+
+
 def write_coco_instances(
     out_dir: Path,
     split: str,
@@ -99,32 +192,22 @@ def write_coco_instances(
 
     Image ids are ``1..num_images``; annotations list each image's things bottom to top. ``progress``
     shows a progress bar on a terminal."""
-    _check_arguments(split, num_images, image_size, seed)
-    out_dir = Path(out_dir)
-    image_dir = out_dir / "images" / split
-    image_dir.mkdir(parents=True, exist_ok=True)
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    for index in tqdm(
-        range(num_images), desc=f"synthetic {split}", unit="img", disable=None if progress else True
-    ):
-        image_id = index + 1
-        scene: Scene = render_scene(scene_rng(seed, split, index), image_size, config)
-        file_name = f"{image_id:06d}.png"
-        _write_png(image_dir / file_name, scene.image)
-        images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
-        for thing in scene.things:
-            annotations.append(
-                coco_annotation(thing.mask, len(annotations) + 1, image_id, thing.category_id, thing.iscrowd)
-            )
-    annotation_file = out_dir / "annotations" / f"instances_{split}.json"
-    annotation_file.parent.mkdir(parents=True, exist_ok=True)
-    dataset = {
-        "info": {"description": f"vision-zoo synthetic world v1, split {split}, seed {seed}", "version": "1"},
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": coco_categories(),
-    }
-    annotation_file.write_text(json.dumps(dataset, separators=(",", ":")) + "\n")
-    return annotation_file
+    return write_coco_split(
+        out_dir, split, num_images, image_size, seed, config, progress, keypoints=False
+    ).instances
+
+
+def write_coco_keypoints(
+    out_dir: Path,
+    split: str,
+    num_images: int,
+    image_size: int = 128,
+    seed: int = 0,
+    config: SceneConfig | None = None,
+    progress: bool = False,
+) -> Path:
+    """``write_coco_instances`` plus, from the same rendering, the COCO keypoint JSON
+    ``annotations/keypoints_<split>.json``; return its path."""
+    files = write_coco_split(out_dir, split, num_images, image_size, seed, config, progress, keypoints=True)
+    assert files.keypoints is not None
+    return files.keypoints

@@ -42,9 +42,9 @@ Conversions (each annotation is one person):
   Newell's ``convert_annot.py``, HRNet's ``c[1] + 15 * s[1]``). The reader grows it by
   ``top_down_crop.PADDING`` = 1.25 (mmpose's ``GetBBoxCenterScale(padding=1.25)``), which gives HRNet's
   crop of ``1.25 * 200 * scale`` px (``s * 1.25``) for a square input. The box is written as it is,
-  reaching outside the image where the person does (the reader clips it to the image and notes
-  ``box_clipped``, so for such persons its crop is not HRNet's); ``area`` is its w x h (MPII has no
-  segments);
+  reaching outside the image where the person does: read it with ``clip_boxes: false``
+  (``experiments/hourglass/mpii_8stack.yaml``) to crop it as HRNet does (clipped, as for COCO, such
+  persons' crops would be off-centre); ``area`` is its w x h (MPII has no segments);
 - ids: ``image_id`` is the image's 1-based index i in ``RELEASE.annolist``, an annotation's ``id`` is
   ``1000 * i + r`` (r: the 1-based ``annorect`` index), so every id leads back to ``annolist(i).annorect(r)``.
 

@@ -1,14 +1,17 @@
-"""``zoo synthetic``: write the synthetic world as a COCO instances dataset (train and val splits).
+"""``zoo synthetic``: write the synthetic world as a COCO instances and keypoints dataset (train and val
+splits).
 
-Layout under ``--out``: ``images/{train,val}/<image_id:06d>.png`` and
-``annotations/instances_{train,val}.json``. The val split uses its own seed stream, so it never repeats
-train images; the same arguments always give byte-identical files.
+Layout under ``--out``: ``images/{train,val}/<image_id:06d>.png``,
+``annotations/instances_{train,val}.json`` and, from the same rendering,
+``annotations/keypoints_{train,val}.json`` (COCO keypoint format; the keypoints of each class are defined in
+``datamodules.synthetic.keypoints``). The val split uses its own seed stream, so it never repeats train
+images; the same arguments always give byte-identical files.
 """
 
 import argparse
 from pathlib import Path
 
-from datamodules.synthetic.coco_writer import write_coco_instances
+from datamodules.synthetic.coco_writer import write_coco_split
 from datamodules.synthetic.world import SceneConfig
 
 
@@ -29,7 +32,7 @@ def _probability(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo synthetic",
-        description="Write the synthetic world as a COCO instances dataset (train and val splits).",
+        description="Write the synthetic world as COCO instances and keypoints (train and val splits).",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--train-images", type=_non_negative, default=1000, help="number of train images")
@@ -51,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"--size must be >= 32, got {args.size}")
     config = SceneConfig(crowd_prob=args.crowd_prob)
     for split, count in (("train", args.train_images), ("val", args.val_images)):
-        annotation_file = write_coco_instances(
+        files = write_coco_split(
             args.out, split, count, image_size=args.size, seed=args.seed, config=config, progress=True
         )
-        print(f"{split}: {count} images in {args.out / 'images' / split}, annotations {annotation_file}")
+        print(
+            f"{split}: {count} images in {args.out / 'images' / split}, "
+            f"annotations {files.instances} and {files.keypoints}"
+        )
     return 0
