@@ -4,7 +4,9 @@ network input (``datamodules.top_down_crop``).
 Reads the COCO keypoint format (https://cocodataset.org/#format-data: ``keypoints`` [x1, y1, v1, ...]
 per annotation, v 0 = not labelled, 1 = labelled but occluded, 2 = visible) for COCO persons, the face
 landmark JSONs of 300W and WFLW (whose categories name no keypoints: the ``KeypointLayout`` gives K)
-and MPII as ``zoo mpii-to-coco`` writes it (with a ``head_box`` per annotation). The LightningDataModule
+and MPII as ``zoo mpii-to-coco`` writes it (with a ``head_box`` per annotation). Keypoint coordinates
+in these files are pixel indices (pixel i's centre at i, as detectron2 reads COCO); items hold them in
+the batch convention's continuous frame, half a pixel further. The LightningDataModule
 is ``datamodules.coco_keypoints_datamodule.CocoKeypointsDataModule``.
 
 Which annotations become items, decided once here (each left-out annotation counted under exactly one
@@ -70,6 +72,7 @@ from datamodules.top_down_crop import (
     transform_points,
     warp_image,
 )
+from metrics.coco_results import COCO_PIXEL_INDEX_OFFSET
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +263,9 @@ def index_keypoints(
             continue
         box = clipped if clip_boxes else (float(x), float(y), float(x + w), float(y + h))
         keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
+        # COCO keypoints are pixel indices (pixel i's centre at i; detectron2's load_coco_json adds 0.5
+        # too); the batch convention's pixel i covers [i, i + 1). keypoint_results takes it off again.
+        keypoints[:, :2] += COCO_PIXEL_INDEX_OFFSET
         labelled = keypoints[:, 2] > 0
         if train and not labelled.any():
             index.skip("no_keypoints", ann_id)

@@ -37,6 +37,7 @@ from metrics.keypoint_metrics import NormalizedMeanError, PCKh, PercentageCorrec
 from models.heatmaps import DECODERS, GaussianHeatmapCodec
 
 EVALUATED_SPLITS = ("val", "test")
+RESCORING_THRESHOLD = 0.2  # SimpleBaseline / mmpose ``in_vis_thre``
 
 
 @dataclass
@@ -197,18 +198,20 @@ class TopDownKeypointModule(ZooModule):
         source_targets = torch.cat([crop_to_source(keypoints[..., :2], to_image), keypoints[..., 2:]], dim=-1)
         boxes = boxes_to_source(torch.cat([target["boxes"] for target in targets]), to_image)
         metrics = self.evaluators[split]
+        # DistributedSampler pads the last batches with repeated items: each annotation counts once
+        ids = torch.cat([target["annotation_ids"] for target in targets])
         predicted = crop_to_source(prediction.keypoints, to_image)
-        metrics["keypoints_nme"].update(predicted, source_targets, boxes)
-        metrics["keypoints_pck"].update(predicted, source_targets, boxes)
+        metrics["keypoints_nme"].update(predicted, source_targets, boxes, instance_ids=ids)
+        metrics["keypoints_pck"].update(predicted, source_targets, boxes, instance_ids=ids)
         if all("head_boxes" in target for target in targets):
             heads = boxes_to_source(torch.cat([target["head_boxes"] for target in targets]), to_image)
-            metrics["keypoints_pckh"].update(predicted, source_targets, heads)
+            metrics["keypoints_pckh"].update(predicted, source_targets, heads, instance_ids=ids)
         if "keypoints_coco" in metrics:
             metrics["keypoints_coco"].update(self._coco_predictions(predicted, prediction.scores), targets)
         for name, alternative in prediction.alternatives.items():
             alternative = crop_to_source(alternative, to_image)
-            metrics[f"keypoints_{name}_nme"].update(alternative, source_targets, boxes)
-            metrics[f"keypoints_{name}_pck"].update(alternative, source_targets, boxes)
+            metrics[f"keypoints_{name}_nme"].update(alternative, source_targets, boxes, instance_ids=ids)
+            metrics[f"keypoints_{name}_pck"].update(alternative, source_targets, boxes, instance_ids=ids)
         if self.overlays.wants(self, split):
             skeleton = self.metadata.skeleton
             heatmaps = prediction.heatmaps if prediction.heatmaps is not None else [None] * len(images)
@@ -216,29 +219,27 @@ class TopDownKeypointModule(ZooModule):
                 self,
                 split,
                 [
-                    partial(keypoint_overlay, image, points, target, skeleton, maps, f"annotation {int(ids)}")
-                    for image, points, target, maps, ids in zip(
-                        images,
-                        prediction.keypoints,
-                        keypoints,
-                        heatmaps,
-                        [target["annotation_ids"][0] for target in targets],
-                        strict=True,
+                    partial(keypoint_overlay, image, points, target, skeleton, maps, f"annotation {int(id_)}")
+                    for image, points, target, maps, id_ in zip(
+                        images, prediction.keypoints, keypoints, heatmaps, ids, strict=True
                     )
                 ],
             )
 
     @staticmethod
     def _coco_predictions(keypoints: Tensor, scores: Tensor) -> list[dict[str, Tensor]]:
-        """One COCO keypoint detection per crop: x, y, score per keypoint, the instance scored by the mean
-        keypoint score (SimpleBaseline's rescoring, with the ground-truth box's score 1)."""
+        """One COCO keypoint detection per crop: x, y, score per keypoint, the instance scored as
+        SimpleBaseline's rescoring (``in_vis_thre``): the mean of the keypoint scores above
+        ``RESCORING_THRESHOLD`` (0 when none is), times the box score (1: ground-truth boxes)."""
+        confident = scores > RESCORING_THRESHOLD
+        instance_scores = (scores * confident).sum(1) / confident.sum(1).clamp_min(1)
         return [
             {
                 "keypoints": torch.cat([points, point_scores[:, None].to(points.dtype)], dim=1)[None],
-                "scores": point_scores.mean().reshape(1),
+                "scores": instance_score.reshape(1),
                 "labels": torch.ones(1, dtype=torch.int64),
             }
-            for points, point_scores in zip(keypoints, scores, strict=True)
+            for points, point_scores, instance_score in zip(keypoints, scores, instance_scores, strict=True)
         ]
 
     def evaluation_epoch_end(self, split: str) -> None:
@@ -284,8 +285,9 @@ class HeatmapKeypointModule(TopDownKeypointModule):
     the fly by ``codec`` (``models.heatmaps``: the same code CenterNet and RetinaFace use), keypoints that
     are unannotated or fall off the heatmap weighing 0. Loss: the mean squared error over pixels of each
     keypoint's map times its weight, averaged over keypoints and crops, summed over stacks -- the
-    intermediate supervision of Newell et al. 2016, Sec. 3.4 (the official ``HeatmapLoss`` summed over
-    stacks; SimpleBaseline's ``JointsMSELoss`` with target weights for one stack). Prediction: the last
+    intermediate supervision of Newell et al. 2016, Sec. 3.4 (summed over stacks as the original Torch
+    code; the PyTorch port averages them, which only rescales the loss; SimpleBaseline's ``JointsMSELoss``
+    with target weights for one stack). Prediction: the last
     stack, with the flip test averaging the mirrored crop's heatmaps brought back by ``codec.unflip``
     (exact for the ``"corners"`` convention, mmpose's one-cell shift for ``"centres"``), then
     ``codec.decode``.
@@ -342,14 +344,17 @@ class HeatmapKeypointModule(TopDownKeypointModule):
         return {"loss_heatmap": per_stack.sum()}
 
     def predict_crops(self, images: Tensor) -> CropPrediction:
-        heatmaps = self.stacked_heatmaps(images)[:, -1].float()
+        heatmaps = self.stacked_heatmaps(images)[:, -1]
         if self.flip_test:
-            mirrored = self.stacked_heatmaps(self.flipped(images))[:, -1].float()
-            heatmaps = 0.5 * (heatmaps + self.codec.unflip(mirrored, self.flip_permutation))
-        keypoints, scores = self.codec.decode(heatmaps)
-        alternatives = {
-            name: self.codec.with_decoder(name).decode(heatmaps)[0] for name in self.alternative_names()
-        }
+            mirrored = self.stacked_heatmaps(self.flipped(images))[:, -1]
+            heatmaps = 0.5 * (heatmaps.float() + self.codec.unflip(mirrored.float(), self.flip_permutation))
+        # decoded in float32 even under bf16 autocast (DARK's modulation is a convolution)
+        with torch.autocast(images.device.type, enabled=False):
+            heatmaps = heatmaps.float()
+            keypoints, scores = self.codec.decode(heatmaps)
+            alternatives = {
+                name: self.codec.with_decoder(name).decode(heatmaps)[0] for name in self.alternative_names()
+            }
         return CropPrediction(keypoints, scores.clamp(0, 1), heatmaps, alternatives)
 
 

@@ -14,6 +14,8 @@ from pycocotools import mask as mask_utils
 from torch import Tensor
 
 DETECTION_KEYS = ("boxes", "labels", "scores", "masks", "keypoints")
+# COCO keypoints are pixel indices (pixel i's centre at i); the batch convention's centre is at i + 0.5.
+COCO_PIXEL_INDEX_OFFSET = 0.5
 
 
 def encode_masks(masks: Tensor, threshold: float = 0.5) -> list[dict[str, Any]]:
@@ -69,14 +71,17 @@ def keypoint_results(
     keypoints: np.ndarray | Tensor,
     scores: Sequence[float],
 ) -> list[dict[str, Any]]:
-    """COCO keypoint results: `keypoints` (N, K, 3) -- x, y, score per keypoint, source-image pixels --
-    as flat lists of 3K numbers. No "bbox" key: with one, ``loadRes`` would take the box area instead of
+    """COCO keypoint results: `keypoints` (N, K, 3) -- x, y, score per keypoint, in the batch convention's
+    continuous source-image pixels -- as flat lists of 3K numbers, x and y as COCO's pixel indices
+    (minus ``COCO_PIXEL_INDEX_OFFSET``, what ``datamodules.coco_keypoints`` added on reading). No "bbox"
+    key: with one, ``loadRes`` would take the box area instead of
     the keypoints' extent for the area ranges (and the keypoint task's format has none)."""
     if isinstance(keypoints, Tensor):
         keypoints = keypoints.detach().to("cpu", torch.float64).numpy()
-    keypoints = np.asarray(keypoints, dtype=np.float64)
+    keypoints = np.array(keypoints, dtype=np.float64)
     if keypoints.ndim != 3 or keypoints.shape[2] != 3:
         raise ValueError(f"keypoints must be (N, K, 3): x, y, score per keypoint, got {keypoints.shape}")
+    keypoints[..., :2] -= COCO_PIXEL_INDEX_OFFSET
     flat = keypoints.reshape(len(keypoints), 3 * keypoints.shape[1]).tolist()
     return [
         {

@@ -13,6 +13,8 @@ and all numbers are computed from them in ``compute``. An instance with no annot
 zero or undefined normaliser, cannot be scored: it is skipped and counted in ``skipped_instances``
 (summed over ranks once synced), and the first skip after a ``reset`` is logged -- never turned into a
 NaN. Values are fractions in [0, 1] (mmpose and the MPII toolkit print percentages), float64 tensors.
+With ``instance_ids`` (e.g. the annotation ids) passed to every ``update``, ``compute`` keeps only the first
+occurrence of each id, so that the instances DistributedSampler repeats to pad the ranks count once.
 """
 
 from __future__ import annotations
@@ -67,22 +69,32 @@ class _NormalizedKeypointDistances(Metric):
         self.add_state("distances", default=[], dist_reduce_fx="cat")  # (N, K) float64 ||p - g|| / d
         self.add_state("annotated", default=[], dist_reduce_fx="cat")  # (N, K) uint8, 1 where v > 0
         self.add_state("skipped", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        # (N,) int64 ids of the scored instances (rows of `distances`) and of the skipped ones; every update
+        # appends to both, (0,) when it gives no ids, so that all ranks gather int64 tensors.
+        self.add_state("instance_ids", default=[], dist_reduce_fx="cat")
+        self.add_state("skipped_ids", default=[], dist_reduce_fx="cat")
         self._skip_logged = False
         self.last_skipped_instances = 0
 
     @property
     def skipped_instances(self) -> int:
         """Instances this process did not score (no annotated keypoint, or a zero or undefined
-        normaliser) since the last ``reset``; ``last_skipped_instances`` is the count of the last
-        ``compute``, over all ranks when synced."""
+        normaliser) since the last ``reset``, distinct ids counted once when ``instance_ids`` were given;
+        ``last_skipped_instances`` is the count of the last ``compute``, over all ranks when synced."""
+        skipped_ids = _cat_ids(self.skipped_ids)
+        if len(skipped_ids):
+            return int(torch.unique(skipped_ids).numel())
         return int(self.skipped)
 
     def reset(self) -> None:
         super().reset()
         self._skip_logged = False
 
-    def _store(self, predictions: Tensor, targets: Tensor, normalizers: Tensor) -> None:
-        """Keep the instances that can be scored; `normalizers` (N,) float64, NaN where undefined."""
+    def _store(
+        self, predictions: Tensor, targets: Tensor, normalizers: Tensor, instance_ids: Tensor | None
+    ) -> None:
+        """Keep the instances that can be scored; `normalizers` (N,) float64, NaN where undefined;
+        `instance_ids` (N,) int64 or None, checked by ``_checked_ids``."""
         annotated = targets[..., 2] > 0
         has_keypoints = annotated.any(dim=1)
         valid_normalizer = torch.isfinite(normalizers) & (normalizers > 0)
@@ -105,6 +117,36 @@ class _NormalizedKeypointDistances(Metric):
         error = torch.linalg.vector_norm(predictions[keep, :, :2] - targets[keep, :, :2], dim=-1)
         self.distances.append(torch.where(annotated[keep], error / normalizers[keep, None], 0.0))
         self.annotated.append(annotated[keep].to(torch.uint8))
+        if instance_ids is None:
+            instance_ids = torch.zeros(0, dtype=torch.int64, device=self.device)
+            self.instance_ids.append(instance_ids)
+            self.skipped_ids.append(instance_ids)
+        else:
+            self.instance_ids.append(instance_ids[keep])
+            self.skipped_ids.append(instance_ids[~keep])
+
+    def _checked_ids(self, instance_ids: Tensor | None, num_instances: int) -> Tensor | None:
+        """`instance_ids` as (N,) int64 on the metric's device; refuses ids in some updates but not others
+        (since the last ``reset``): the duplicates could not all be recognised."""
+        stored_ids = _num_rows(self.instance_ids) + _num_rows(self.skipped_ids)
+        if instance_ids is None:
+            if stored_ids:
+                raise ValueError(f"{type(self).__name__}: {_MIXED_IDS}, got none after some")
+            return None
+        if not isinstance(instance_ids, Tensor) or instance_ids.shape != (num_instances,):
+            shape = tuple(instance_ids.shape) if isinstance(instance_ids, Tensor) else type(instance_ids)
+            raise ValueError(f"instance_ids must be ({num_instances},), one id per instance, got {shape}")
+        if (
+            instance_ids.dtype.is_floating_point
+            or instance_ids.dtype.is_complex
+            or instance_ids.dtype == torch.bool
+        ):
+            raise ValueError(
+                f"instance_ids must be integers (e.g. int64 annotation ids), got {instance_ids.dtype}"
+            )
+        if stored_ids != _num_rows(self.distances) + int(self.skipped):
+            raise ValueError(f"{type(self).__name__}: {_MIXED_IDS}, got some after none")
+        return instance_ids.detach().to(self.device, torch.int64)
 
     def _check_inputs(self, predictions: Tensor, targets: Tensor, boxes: Tensor | None, what: str) -> None:
         if predictions.ndim != 3 or predictions.shape[-1] < 2:
@@ -129,15 +171,56 @@ class _NormalizedKeypointDistances(Metric):
         return tensor.detach().to(self.device, torch.float64)
 
     def _gathered(self) -> tuple[Tensor, Tensor]:
-        """(N, K) float64 normalised distances and (N, K) bool annotated flags of every scored instance."""
-        self.last_skipped_instances = int(self.skipped)
-        stored = self.distances if isinstance(self.distances, list) else [self.distances]
-        if sum(len(d) for d in stored) == 0:
+        """(N, K) float64 normalised distances and (N, K) bool annotated flags of every scored instance,
+        only the first occurrence of each id (in the gathered order) when ``instance_ids`` were given."""
+        instance_ids, skipped_ids = _cat_ids(self.instance_ids), _cat_ids(self.skipped_ids)
+        with_ids = len(instance_ids) + len(skipped_ids) > 0
+        if with_ids and (
+            len(instance_ids) != _num_rows(self.distances) or len(skipped_ids) != int(self.skipped)
+        ):  # one rank gave ids, another did not: each rank's own updates are checked in ``update``
+            raise ValueError(f"{type(self).__name__}: {_MIXED_IDS} (over the ranks)")
+        # A padded duplicate of a skipped instance is skipped again: count its id once.
+        self.last_skipped_instances = (
+            int(torch.unique(skipped_ids).numel()) if with_ids else int(self.skipped)
+        )
+        if _num_rows(self.distances) == 0:
             raise ValueError(
                 f"{type(self).__name__}: no instance was scored ({self.last_skipped_instances} skipped): "
                 "no annotated keypoint or no valid normaliser in the evaluated data"
             )
-        return dim_zero_cat(self.distances), dim_zero_cat(self.annotated).bool()
+        distances, annotated = dim_zero_cat(self.distances), dim_zero_cat(self.annotated).bool()
+        if with_ids:
+            first = _first_occurrences(instance_ids)
+            distances, annotated = distances[first], annotated[first]
+        return distances, annotated
+
+
+_MIXED_IDS = "instance_ids must be given in every update since the last reset or in none"
+
+
+def _num_rows(state: list[Tensor] | Tensor) -> int:
+    """Rows of a "cat" state: a list of tensors before a sync, one tensor after."""
+    return sum(len(t) for t in state) if isinstance(state, list) else len(state)
+
+
+def _cat_ids(state: list[Tensor] | Tensor) -> Tensor:
+    """An ids state as one (N,) int64 tensor: a list before a sync (empty before any update), one tensor
+    after it."""
+    if isinstance(state, list):
+        return torch.cat(state).long() if state else torch.zeros(0, dtype=torch.int64)
+    return state.reshape(-1).long()
+
+
+def _first_occurrences(ids: Tensor) -> Tensor:
+    """(N,) bool: True at the first occurrence of each id in `ids`."""
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    positions = torch.arange(len(ids), device=ids.device)
+    first = torch.full((len(unique),), len(ids), device=ids.device).scatter_reduce(
+        0, inverse, positions, "amin"
+    )
+    keep = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+    keep[first] = True
+    return keep
 
 
 class NormalizedMeanError(_NormalizedKeypointDistances):
@@ -182,12 +265,20 @@ class NormalizedMeanError(_NormalizedKeypointDistances):
         self.failure_threshold = failure_threshold
         self.auc_threshold = auc_threshold
 
-    def update(self, predictions: Tensor, targets: Tensor, boxes: Tensor | None = None) -> None:
+    def update(
+        self,
+        predictions: Tensor,
+        targets: Tensor,
+        boxes: Tensor | None = None,
+        *,
+        instance_ids: Tensor | None = None,
+    ) -> None:
         """`predictions` (N, K, 2+), `targets` (N, K, 3), `boxes` (N, 4) XYXY (needed without
-        normalizing_keypoints)."""
+        normalizing_keypoints), `instance_ids` (N,) int64 (e.g. annotation ids: repeats count once)."""
         if self.normalizing_keypoints is None and boxes is None:
             raise ValueError("NME without normalizing_keypoints normalises by the box: pass boxes (N, 4)")
         self._check_inputs(predictions, targets, boxes, "boxes")
+        instance_ids = self._checked_ids(instance_ids, targets.shape[0])
         predictions, targets = self._as_float64(predictions), self._as_float64(targets)
         if self.normalizing_keypoints is None:
             boxes = self._as_float64(boxes)
@@ -202,7 +293,7 @@ class NormalizedMeanError(_NormalizedKeypointDistances):
             normalizers = torch.linalg.vector_norm(targets[:, first, :2] - targets[:, second, :2], dim=-1)
             both_annotated = (targets[:, first, 2] > 0) & (targets[:, second, 2] > 0)
             normalizers = torch.where(both_annotated, normalizers, torch.nan)
-        self._store(predictions, targets, normalizers)
+        self._store(predictions, targets, normalizers, instance_ids)
 
     def compute(self) -> dict[str, Tensor]:
         distances, annotated = self._gathered()
@@ -255,12 +346,16 @@ class PercentageCorrectKeypoints(_NormalizedKeypointDistances):
             raise ValueError(f"thresholds must be positive, got {tuple(thresholds)}")
         self.thresholds = tuple(float(t) for t in thresholds)
 
-    def update(self, predictions: Tensor, targets: Tensor, boxes: Tensor) -> None:
-        """`predictions` (N, K, 2+), `targets` (N, K, 3), `boxes` (N, 4) XYXY instance boxes."""
+    def update(
+        self, predictions: Tensor, targets: Tensor, boxes: Tensor, *, instance_ids: Tensor | None = None
+    ) -> None:
+        """`predictions` (N, K, 2+), `targets` (N, K, 3), `boxes` (N, 4) XYXY instance boxes,
+        `instance_ids` (N,) int64 (e.g. annotation ids: repeats count once)."""
         self._check_inputs(predictions, targets, boxes, "boxes")
+        instance_ids = self._checked_ids(instance_ids, targets.shape[0])
         boxes = self._as_float64(boxes)
         normalizers = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1)
-        self._store(self._as_float64(predictions), self._as_float64(targets), normalizers)
+        self._store(self._as_float64(predictions), self._as_float64(targets), normalizers, instance_ids)
 
     def compute(self) -> dict[str, Tensor]:
         distances, annotated = self._gathered()
@@ -297,14 +392,18 @@ class PCKh(_NormalizedKeypointDistances):
             raise ValueError(f"threshold must be positive, got {threshold}")
         self.threshold = float(threshold)
 
-    def update(self, predictions: Tensor, targets: Tensor, head_boxes: Tensor) -> None:
-        """`predictions` (N, K, 2+), `targets` (N, K, 3), `head_boxes` (N, 4) XYXY head boxes."""
+    def update(
+        self, predictions: Tensor, targets: Tensor, head_boxes: Tensor, *, instance_ids: Tensor | None = None
+    ) -> None:
+        """`predictions` (N, K, 2+), `targets` (N, K, 3), `head_boxes` (N, 4) XYXY head boxes,
+        `instance_ids` (N,) int64 (e.g. annotation ids: repeats count once)."""
         self._check_inputs(predictions, targets, head_boxes, "head_boxes")
+        instance_ids = self._checked_ids(instance_ids, targets.shape[0])
         head_boxes = self._as_float64(head_boxes)
         normalizers = MPII_HEAD_SIZE_FACTOR * torch.linalg.vector_norm(
             head_boxes[:, 2:] - head_boxes[:, :2], dim=-1
         )
-        self._store(self._as_float64(predictions), self._as_float64(targets), normalizers)
+        self._store(self._as_float64(predictions), self._as_float64(targets), normalizers, instance_ids)
 
     def compute(self) -> dict[str, Tensor]:
         distances, annotated = self._gathered()

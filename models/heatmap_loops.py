@@ -110,5 +110,7 @@ def decode_loop(heatmaps: np.ndarray, codec: GaussianHeatmapCodec) -> tuple[np.n
                 px = float((probabilities.sum(0) * np.arange(width)).sum())
                 py = float((probabilities.sum(1) * np.arange(height)).sum())
             cells[b, k] = px, py
+    if codec.placement == "truncated":  # the official ``adjust``'s half cell
+        cells = cells + 0.5
     points = (cells + 0.5) * stride if codec.convention == "corners" else cells * stride
     return points, scores

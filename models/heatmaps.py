@@ -10,12 +10,18 @@ convention: pixel i covers [i, i + 1)). A heatmap of ``stride`` s has cells of s
 the ``convention``:
 
 - ``"corners"`` (default, exact): cell j covers input [j s, (j + 1) s), so u = x / s - 1/2. A horizontal
-  flip of the input (x -> W - x) is exactly a flip of the heatmap array (u -> w - 1 - u), so flip testing
-  needs no shift (``flip_heatmaps``); this is the "unbiased data processing" of Huang et al. (CVPR 2020).
-- ``"centres"``: u = x / s, where x counts pixel centres from 0 -- what the official Stacked Hourglass
-  code and mmpose's MSRA heatmaps do (keypoint pixel indices divided by the stride). Its flipped heatmap
-  is off by 1 - 1/s cells, which mmpose corrects approximately by shifting the flipped heatmap one cell
-  (``flip_heatmaps(..., shift=True)``).
+  flip of the input (x -> W - x) is exactly a flip of the heatmap array (u -> w - 1 - u); this is the
+  "unbiased data processing" of Huang et al. (CVPR 2020).
+- ``"centres"``: u = x / s -- the official Stacked Hourglass code and mmpose's MSRA heatmaps divide their
+  keypoint coordinates by the stride. A flip of the input then moves u to w - u, one cell off the array
+  flip's w - 1 - u.
+
+Flip testing (``flip_heatmaps``, ``GaussianHeatmapCodec.unflip``): the heatmaps of the mirrored input
+(x -> W - x, the batch convention's flip), flipped back, equal the input's own heatmaps after a shift of
+a whole number of cells that depends on the convention and the placement (``flip_shift``): none for
+``"corners"`` with unbiased or rounded centres, one cell right for ``"centres"`` with them (mmpose's
+shift), none for ``"centres"`` with truncated centres (the official Hourglass test averages unshifted),
+one cell left for ``"corners"`` with truncated ones. ``tests/test_heatmaps.py`` checks all six.
 
 Where the Gaussian's centre goes (``placement``): ``"unbiased"`` at the real-valued u (Zhang et al.,
 "Distribution-Aware Coordinate Representation", CVPR 2020, Sec. 3.2, DARK's unbiased encoding);
@@ -237,14 +243,30 @@ def soft_argmax(heatmaps: Tensor, beta: float = 20.0) -> tuple[Tensor, Tensor]:
     return torch.stack([x, y], dim=-1), heatmaps.flatten(2).amax(-1)
 
 
-def flip_heatmaps(heatmaps: Tensor, flip_permutation: list[int] | Tensor, shift: bool = False) -> Tensor:
-    """The heatmaps of a horizontally flipped input, brought back to the original: flip the width axis
-    and swap left/right channels (``heatmaps[..., permutation[k], :, :]`` becomes channel k). Exact for
-    the ``"corners"`` convention; ``shift`` moves the result one cell right, mmpose's correction for
-    the ``"centres"`` convention (which leaves a 1/s-cell error). Works on (..., K, h, w)."""
+def flip_shift(convention: Convention, placement: Placement) -> int:
+    """Cells to move a flipped-back heatmap right (negative: left) so that it equals the unflipped one.
+
+    With u = x / s + a (a = -1/2 for ``"corners"``, 0 for ``"centres"``), the mirrored input's point sits
+    at w - u + 2a; the array flip takes a Gaussian placed at p there to w - 1 - p. Unbiased and rounded
+    placements land at p(u) - 1 - 2a, truncated ones (``int``, u not an integer) at int(u) - 2a."""
+    twice_offset = -1 if convention == "corners" else 0
+    return twice_offset if placement == "truncated" else 1 + twice_offset
+
+
+def flip_heatmaps(heatmaps: Tensor, flip_permutation: list[int] | Tensor, shift: int = 0) -> Tensor:
+    """The heatmaps of a horizontally flipped input, brought back to the original: flip the width axis,
+    swap left/right channels (``heatmaps[..., permutation[k], :, :]`` becomes channel k) and move the
+    result ``shift`` cells right (``flip_shift``; the vacated column repeats the edge, as mmpose does).
+    Works on (..., K, h, w)."""
     flipped = heatmaps.flip(-1)[..., flip_permutation, :, :]
-    if shift:
-        flipped = torch.cat([flipped[..., :1], flipped[..., :-1]], dim=-1)
+    if shift > 0:
+        flipped = torch.cat(
+            [flipped[..., :1].expand(*flipped.shape[:-1], shift), flipped[..., :-shift]], dim=-1
+        )
+    elif shift < 0:
+        flipped = torch.cat(
+            [flipped[..., -shift:], flipped[..., -1:].expand(*flipped.shape[:-1], -shift)], dim=-1
+        )
     return flipped
 
 
@@ -326,13 +348,17 @@ class GaussianHeatmapCodec:
         return heatmaps, drawn.any(dim=1).float()
 
     def decode(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, K, h, w) -> keypoints (B, K, 2) in input pixels and scores (B, K) (the maxima)."""
+        """(B, K, h, w) -> keypoints (B, K, 2) in input pixels and scores (B, K) (the maxima). For the
+        truncated placement, half a cell is added: ``int`` moved the centres that far down on average
+        (the official Hourglass ``adjust`` adds the same 0.5)."""
         if self.decoder == "dark":
             cells, scores = dark_refine(heatmaps, self.dark_kernel_size)
         elif self.decoder == "argmax":
             cells, scores = argmax_quarter_offset(heatmaps)
         else:
             cells, scores = soft_argmax(heatmaps, self.soft_argmax_beta)
+        if self.placement == "truncated":
+            cells = cells + 0.5
         return to_input_coordinates(cells, self.stride(cells), self.convention), scores
 
     def with_decoder(self, decoder: Decoder) -> GaussianHeatmapCodec:
@@ -340,5 +366,5 @@ class GaussianHeatmapCodec:
         return replace(self, decoder=decoder)
 
     def unflip(self, heatmaps: Tensor, flip_permutation: list[int] | Tensor) -> Tensor:
-        """``flip_heatmaps`` with the shift this codec's convention needs (none for ``"corners"``)."""
-        return flip_heatmaps(heatmaps, flip_permutation, shift=self.convention == "centres")
+        """``flip_heatmaps`` with the shift this codec's convention and placement need (``flip_shift``)."""
+        return flip_heatmaps(heatmaps, flip_permutation, flip_shift(self.convention, self.placement))

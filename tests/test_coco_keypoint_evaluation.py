@@ -22,7 +22,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from metrics.coco_evaluation import KEYPOINT_STAT_NAMES, COCOEvaluation
-from metrics.coco_results import coco_keypoint_detections, keypoint_results
+from metrics.coco_results import COCO_PIXEL_INDEX_OFFSET, coco_keypoint_detections, keypoint_results
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 ANNOTATIONS = DATA / "coco_sample" / "test_coco.json"
@@ -45,8 +45,11 @@ class ImageKeypoints:
     boxes: np.ndarray
 
     def prediction(self) -> dict[str, torch.Tensor]:
+        """What a model gives: keypoints in the continuous frame (COCO's pixel indices + 0.5)."""
+        continuous = self.keypoints.copy()
+        continuous[..., :2] += COCO_PIXEL_INDEX_OFFSET
         return {
-            "keypoints": torch.from_numpy(self.keypoints).float(),
+            "keypoints": torch.from_numpy(continuous).float(),
             "scores": torch.from_numpy(self.scores).float(),
             "labels": torch.ones(len(self.scores), dtype=torch.int64),
             "boxes": torch.from_numpy(self.boxes).float(),
@@ -57,8 +60,9 @@ class ImageKeypoints:
 
     def results(self) -> list[dict[str, Any]]:
         """The same detections as COCO keypoint results written by hand (float32 values, as the metric
-        stores what the model gives)."""
-        keypoints = self.keypoints.astype(np.float32).astype(np.float64)
+        stores what the model gives, back in COCO's pixel indices)."""
+        keypoints = self.prediction()["keypoints"].double().numpy()
+        keypoints[..., :2] -= COCO_PIXEL_INDEX_OFFSET
         scores = self.scores.astype(np.float32).astype(np.float64)
         return [
             {
@@ -360,6 +364,7 @@ def test_only_the_predicted_categories_are_scored(tmp_path: Path) -> None:
     predictions, targets = [], []
     for star in stars:
         keypoints = torch.tensor(star["keypoints"], dtype=torch.float64).reshape(1, -1, 3)
+        keypoints[..., :2] += COCO_PIXEL_INDEX_OFFSET  # a model's continuous coordinates
         keypoints[..., 2] = 1.0  # scores
         predictions.append(
             {"keypoints": keypoints, "scores": torch.ones(1), "labels": torch.ones(1, dtype=torch.int64)}

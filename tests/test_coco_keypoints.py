@@ -17,6 +17,7 @@ from datamodules.coco_keypoints import CocoKeypointsDataset, TopDownAugmentation
 from datamodules.errors import DatasetFormatError
 from datamodules.keypoint_layouts import KeypointLayout, coco_person, face_300w, face_wflw
 from datamodules.top_down_crop import transform_boxes, transform_points
+from metrics.coco_results import COCO_PIXEL_INDEX_OFFSET
 from tests.test_top_down_crop import centroid, disc_coverage
 
 SAMPLES = {  # folder, JSON, layout, annotations in the file, instances without a labelled keypoint
@@ -67,8 +68,8 @@ def write_keypoints(
         pixels[:] = 0
         for ann in annotations:
             for x, y, v in np.reshape(ann["keypoints"], (-1, 3)):
-                if v > 0:
-                    pixels += disc_coverage((HEIGHT, WIDTH), (x, y), 2.5)
+                if v > 0:  # at the keypoint's pixel index + 0.5: the continuous frame
+                    pixels += disc_coverage((HEIGHT, WIDTH), (x + 0.5, y + 0.5), 2.5)
     gray = np.clip(pixels * 255, 0, 255).round().astype(np.uint8)
     Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)).save(image_dir / "a.png")
     data = {
@@ -118,6 +119,7 @@ def test_real_samples_map_back_to_their_json(shared_data: Path, name: str, train
         ann = by_id[int(target["annotation_ids"][0])]
         assert int(target["image_id"]) == ann["image_id"]
         expected = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+        expected[:, :2] += COCO_PIXEL_INDEX_OFFSET  # COCO's pixel indices in the continuous frame
         back = source_keypoints(target, layout)
         np.testing.assert_array_equal(back[:, 2], expected[:, 2])  # visibility survives augmentation
         labelled = expected[:, 2] > 0

@@ -1,6 +1,7 @@
 """NME (with FR and AUC), PCK and PCKh against plain numpy computations of their reference definitions:
 on the real 300W and WFLW samples (68 and 98 keypoints) with known offsets, on hand-made cases at the
-thresholds, and over two gloo DDP ranks against one process on the union."""
+thresholds, and over two gloo DDP ranks against one process on the union; with instance ids, repeated
+instances (DistributedSampler's padding) count once."""
 
 import datetime
 import json
@@ -314,24 +315,36 @@ def _metrics() -> dict[str, Any]:
 
 
 def _update_all(metrics: dict[str, Any], batch: dict[str, torch.Tensor]) -> None:
-    metrics["nme"].update(batch["pred"], batch["gt"])
-    metrics["pck"].update(batch["pred"], batch["gt"], batch["boxes"])
-    metrics["pckh"].update(batch["pred"][:, :16], batch["gt"][:, :16], batch["head_boxes"])
+    """Update the three metrics, with the batch's "ids" as instance_ids when it has them."""
+    ids = batch.get("ids")
+    metrics["nme"].update(batch["pred"], batch["gt"], instance_ids=ids)
+    metrics["pck"].update(batch["pred"], batch["gt"], batch["boxes"], instance_ids=ids)
+    metrics["pckh"].update(batch["pred"][:, :16], batch["gt"][:, :16], batch["head_boxes"], instance_ids=ids)
 
 
-def _ddp_worker(rank: int, port: int, shares: list[list[dict]], out_dir: str) -> None:
+def _outputs(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {name: {k: v.item() for k, v in metric.compute().items()} for name, metric in metrics.items()}
+
+
+def _ddp_worker(
+    rank: int, port: int, shares: list[list[dict]], padded_shares: list[list[dict]], out_dir: str
+) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
         timeout=datetime.timedelta(seconds=60),
     )  # fmt: skip
     try:
-        metrics = _metrics()
-        for batch in shares[rank]:
-            _update_all(metrics, batch)
-        outputs = {name: metric.compute() for name, metric in metrics.items()}
-        skipped = {name: metric.last_skipped_instances for name, metric in metrics.items()}
-        torch.save({"outputs": outputs, "skipped": skipped}, Path(out_dir) / f"rank{rank}.pt")
+        result = {}
+        for key, batches in (("", shares[rank]), ("padded_", padded_shares[rank])):
+            metrics = _metrics()
+            for batch in batches:
+                _update_all(metrics, batch)
+            result[f"{key}outputs"] = {name: metric.compute() for name, metric in metrics.items()}
+            result[f"{key}skipped"] = {
+                name: metric.last_skipped_instances for name, metric in metrics.items()
+            }
+        torch.save(result, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -358,11 +371,97 @@ def _face_batches() -> list[dict[str, torch.Tensor]]:
     return batches
 
 
+def _with_ids(batches: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """The batches with distinct int64 "ids" (annotation ids 1000, 1001, ... in order)."""
+    starts = np.cumsum([0] + [len(b["gt"]) for b in batches])
+    return [
+        {**batch, "ids": torch.arange(1000 + start, 1000 + start + len(batch["gt"]))}
+        for batch, start in zip(batches, starts.tolist(), strict=False)
+    ]
+
+
+def _repeated(
+    batches: list[dict[str, torch.Tensor]], picks: list[tuple[int, int]]
+) -> dict[str, torch.Tensor]:
+    """A batch of instances repeated from `batches`, (batch index, row) each, ids and all (what
+    DistributedSampler's padding gives)."""
+    return {key: torch.stack([batches[b][key][row] for b, row in picks]) for key in batches[0]}
+
+
+def test_an_instance_repeated_with_its_id_counts_once() -> None:
+    batches = _with_ids(_face_batches())
+    once = _metrics()
+    for batch in batches:
+        _update_all(once, batch)
+    expected = _outputs(once)
+
+    # The first instance and the unscorable face (batch 2, row 0) again: in a later batch, and the first
+    # instance also twice within one batch.
+    padding = [_repeated(batches, [(0, 0), (2, 0)]), _repeated(batches, [(0, 0), (0, 0), (1, 0)])]
+    twice, without_ids = _metrics(), _metrics()
+    for batch in batches + padding:
+        _update_all(twice, batch)
+        _update_all(without_ids, {k: v for k, v in batch.items() if k != "ids"})
+    assert _outputs(twice) == expected
+    without = _outputs(without_ids)
+    for name in expected:
+        assert without[name] != expected[name], name  # without ids the repeats do count
+        assert once[name].last_skipped_instances == twice[name].last_skipped_instances == 1, name
+        assert once[name].skipped_instances == twice[name].skipped_instances == 1, name
+        assert without_ids[name].last_skipped_instances == without_ids[name].skipped_instances == 2, name
+
+    # An instance updated twice with the same id gives the numbers of one update.
+    single, repeated = _metrics(), _metrics()
+    _update_all(single, batches[0])
+    _update_all(repeated, batches[0])
+    _update_all(repeated, batches[0])
+    assert _outputs(repeated) == _outputs(single)
+
+
+def test_instance_ids_in_some_updates_only_are_refused() -> None:
+    gt = torch.tensor([[[10.0, 10.0, 2.0], [20.0, 25.0, 2.0]]] * 2)
+    pred = gt[..., :2] + 1.0
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 50.0]] * 2)
+    ids = torch.tensor([7, 8])
+    metric = PercentageCorrectKeypoints()
+    metric.update(pred, gt, boxes, instance_ids=ids)
+    with pytest.raises(ValueError, match="in every update since the last reset or in none, got none after"):
+        metric.update(pred, gt, boxes)
+    metric.reset()
+    metric.update(pred, gt, boxes)
+    with pytest.raises(ValueError, match="in every update since the last reset or in none, got some after"):
+        metric.update(pred, gt, boxes, instance_ids=ids)
+    metric.reset()
+    metric.update(pred, gt, boxes, instance_ids=ids.int())  # any integer dtype: int32 here
+    with pytest.raises(ValueError, match=r"instance_ids must be \(2,\)"):
+        metric.update(pred, gt, boxes, instance_ids=ids[:1])
+    with pytest.raises(ValueError, match="instance_ids must be integers"):
+        metric.update(pred, gt, boxes, instance_ids=ids.double())
+
+    # One rank with ids, another without (the states of two metrics merged as a sync gathers them).
+    with_ids, without = NormalizedMeanError(normalizing_keypoints=(0, 1)), NormalizedMeanError((0, 1))
+    with_ids.update(pred, gt, instance_ids=ids)
+    without.update(pred, gt)
+    with_ids.merge_state(without)
+    with pytest.raises(ValueError, match=r"or in none \(over the ranks\)"):
+        with_ids.compute()
+
+
 @pytest.mark.timeout(120)
 def test_two_gloo_ranks_give_the_single_process_numbers_on_the_union(tmp_path: Path) -> None:
     batches = _face_batches()
     shares = [batches[:1], batches[1:]]  # uneven: 3 instances on rank 0, 7 on rank 1
-    mp.start_processes(_ddp_worker, args=(_free_port(), shares, str(tmp_path)), nprocs=2, start_method="fork")
+    # With ids and repeats, as DistributedSampler pads: rank 1 also gets rank 0's first instance, and rank 0
+    # the unscorable face of rank 1 (batch 2, row 0), which must be counted as skipped once.
+    identified = _with_ids(batches)
+    padded_shares = [
+        [identified[0], _repeated(identified, [(2, 0)])],
+        [*identified[1:], _repeated(identified, [(0, 0)])],
+    ]
+    port = _free_port()
+    mp.start_processes(
+        _ddp_worker, args=(port, shares, padded_shares, str(tmp_path)), nprocs=2, start_method="fork"
+    )
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
 
     single = _metrics()
@@ -374,6 +473,7 @@ def test_two_gloo_ranks_give_the_single_process_numbers_on_the_union(tmp_path: P
         expected = {k: v.item() for k, v in metric.compute().items()}
         assert {k: v.item() for k, v in rank0_alone[name].compute().items()} != expected  # the sync matters
         for result in ranks:
-            assert {k: v.item() for k, v in result["outputs"][name].items()} == expected, name
-            assert result["skipped"][name] == metric.last_skipped_instances
+            for key in ("", "padded_"):
+                assert {k: v.item() for k, v in result[f"{key}outputs"][name].items()} == expected, name
+                assert result[f"{key}skipped"][name] == metric.last_skipped_instances
     assert single["nme"].last_skipped_instances == 1  # the face with nothing annotated, on rank 1

@@ -178,9 +178,10 @@ def test_converts_to_coco_keypoints_read_with_head_boxes(
     assert report.val_names_not_found == ["not_in_the_mat.png"]
     assert sorted(by_id(train)) == [1001, 1002, 3001] and sorted(by_id(val)) == [2001]
 
-    # a full person: x = x_mat - 0.5, v from is_visible (1 -> 2, '0' -> 1, [] -> 2, 0 -> 1)
+    # a full person: x = x_mat - 1 (COCO's 0-based pixel indices), v from is_visible (1 -> 2, '0' -> 1,
+    # [] -> 2, 0 -> 1)
     full = np.reshape(by_id(train)[1001]["keypoints"], (16, 3))
-    expected_xy = 10 + 2 * np.arange(16) - 0.5
+    expected_xy = 10 + 2 * np.arange(16) - 1.0
     np.testing.assert_allclose(full[:, 0], expected_xy)
     np.testing.assert_allclose(full[:, 1], expected_xy)
     assert full[:, 2].tolist() == [2, 1, 2, 1] * 4
@@ -195,11 +196,11 @@ def test_converts_to_coco_keypoints_read_with_head_boxes(
     partial = by_id(train)[1002]
     keypoints = np.reshape(partial["keypoints"], (16, 3))
     assert np.flatnonzero(keypoints[:, 2]).tolist() == [0, 5, 9] and partial["num_keypoints"] == 3
-    assert keypoints[[0, 5, 9]].tolist() == [[49.5, 29.5, 2], [54.5, 34.5, 2], [44.5, 7.5, 2]]
+    assert keypoints[[0, 5, 9]].tolist() == [[49, 29, 2], [54, 34, 2], [44, 7, 2]]
     assert (keypoints[keypoints[:, 2] == 0] == 0).all()
     assert partial["head_box"] == [43.5, 1.5, 49.5, 11.5]
     single_point = np.reshape(by_id(train)[3001]["keypoints"], (16, 3))
-    assert single_point[9].tolist() == [15.5, 3.5, 2] and by_id(train)[3001]["single_person"] is False
+    assert single_point[9].tolist() == [15, 3, 2] and by_id(train)[3001]["single_person"] is False
     assert np.reshape(by_id(val)[2001]["keypoints"], (16, 3))[[12, 13], 2].tolist() == [2, 1]
 
     # category: the layout's names, a 1-based skeleton

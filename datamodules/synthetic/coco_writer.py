@@ -97,11 +97,16 @@ class CocoSplitFiles(NamedTuple):
 
 
 def keypoint_annotation(annotation: dict[str, Any], keypoints: np.ndarray) -> dict[str, Any]:
-    """A COCO instances ``annotation`` with ``keypoints`` (K, 3) added as the flat [x, y, v] * K list
-    (coordinates to 1/1000 px, v an int) and ``num_keypoints`` (how many have v > 0)."""
+    """A COCO instances ``annotation`` with ``keypoints`` (K, 3) -- continuous pixel coordinates, as the
+    world's geometry -- added as COCO's flat [x, y, v] * K list of pixel indices (x - 0.5, to 1/1000 px;
+    ``datamodules.coco_keypoints`` adds the half pixel back), v an int, unlabelled points (0, 0, 0), and
+    ``num_keypoints`` (how many have v > 0)."""
     flat: list[float | int] = []
     for x, y, v in keypoints.tolist():
-        flat += [round(x, 3), round(y, 3), int(v)]
+        if v > 0:
+            flat += [round(x - 0.5, 3), round(y - 0.5, 3), int(v)]
+        else:
+            flat += [0, 0, 0]
     return {**annotation, "keypoints": flat, "num_keypoints": int((keypoints[:, 2] > 0).sum())}
 
 

@@ -28,8 +28,9 @@ Conversions (each annotation is one person):
 
 - coordinates: MPII's are MATLAB's 1-based pixel coordinates (pixel k's centre at k; HRNet and mmpose
   subtract 1 to get 0-based pixel centres). The project's frame (``datamodules.batch``) puts pixel i over
-  [i, i + 1), its centre at i + 0.5, so x = x_mat - 1 + 0.5 = x_mat - 0.5 (y alike), for joints, head
-  boxes and ``objpos``;
+  [i, i + 1), its centre at i + 0.5, so x = x_mat - 1 + 0.5 = x_mat - 0.5 (y alike) for head boxes and
+  ``objpos``; joints are written as COCO keypoints are, 0-based pixel indices x_mat - 1 (the reader adds
+  the half pixel, ``metrics.coco_results.COCO_PIXEL_INDEX_OFFSET``);
 - ``keypoints`` [x, y, v] x 16: v = 2 where ``is_visible`` is 1, 1 where it is 0 (annotated but
   occluded), 0 for joints not annotated ([0, 0, 0], COCO's convention). Some points carry no
   ``is_visible`` (an empty array or string, or no field) or a string '0'/'1': empty counts as visible
@@ -100,7 +101,8 @@ PIXEL_STD = 200.0
 """MPII's ``scale`` is the person's height in units of 200 px (the dataset's README; mmpose ``pixel_std``)."""
 CENTER_SHIFT = 15.0
 """The box centre lies ``objpos`` + this many px times ``scale`` down (Newell, HRNet, mmpose)."""
-MATLAB_TO_PIXEL_FRAME = -0.5
+MATLAB_TO_PIXEL_FRAME = -0.5  # boxes: continuous coordinates
+MATLAB_TO_PIXEL_INDEX = -1.0  # keypoints: COCO's 0-based pixel indices
 """Added to MATLAB's 1-based pixel coordinates to get the project's continuous ones (module docstring)."""
 ID_STRIDE = 1000
 """Annotation id = ID_STRIDE * (1-based annolist index) + (1-based annorect index)."""
@@ -255,7 +257,7 @@ def _keypoints(rows: list[tuple[Any, Any, Any, Any]]) -> np.ndarray | None:
             return None
         if joint != int(joint) or not 0 <= joint < NUM_JOINTS or keypoints[int(joint), 2] > 0:
             return None
-        keypoints[int(joint)] = (x + MATLAB_TO_PIXEL_FRAME, y + MATLAB_TO_PIXEL_FRAME, v)
+        keypoints[int(joint)] = (x + MATLAB_TO_PIXEL_INDEX, y + MATLAB_TO_PIXEL_INDEX, v)
     return keypoints
 
 
