@@ -103,6 +103,31 @@ def inside_heatmap(
     )
 
 
+def separable_gaussians(
+    centres: Tensor,
+    heatmap_size: tuple[int, int],
+    sigma: Tensor | float,
+    window_radius: Tensor | float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The x and y factors of G = gx(x) gy(y) for centres (..., 2) in cell coordinates: (..., w) and
+    (..., h); ``sigma`` and ``window_radius`` (cells within it in x and in y get a value, a square patch
+    as the official Hourglass and CenterNet code paste) are floats or tensors of the centres' shape."""
+    width, height = heatmap_size
+    shape = centres.shape[:-1]
+    sigma = torch.as_tensor(sigma, dtype=centres.dtype, device=centres.device).expand(shape)
+    dx = torch.arange(width, dtype=centres.dtype, device=centres.device) - centres[..., 0, None]
+    dy = torch.arange(height, dtype=centres.dtype, device=centres.device) - centres[..., 1, None]
+    two_sigma_squared = 2 * sigma[..., None] ** 2
+    gx = torch.exp(-(dx**2) / two_sigma_squared)
+    gy = torch.exp(-(dy**2) / two_sigma_squared)
+    if window_radius is not None:
+        radius = torch.as_tensor(window_radius, dtype=centres.dtype, device=centres.device)
+        radius = radius.expand(shape)[..., None]
+        gx = gx * (dx.abs() <= radius)
+        gy = gy * (dy.abs() <= radius)
+    return gx, gy
+
+
 def gaussian_heatmaps(
     centres: Tensor,
     channels: Tensor,
@@ -121,51 +146,55 @@ def gaussian_heatmaps(
         num_channels: C, the output channels.
         heatmap_size: (w, h).
         sigma: a float or (B, M) per point (CenterNet's size-dependent radius).
-        window_radius: None (the whole map) or a float / (B, M) tensor: only cells within this many
-            cells of the centre in x and in y (a square patch, as the official Hourglass and CenterNet
-            code paste) get a value.
+        window_radius: None (the whole map) or a float / (B, M) tensor (``separable_gaussians``).
 
-    Returns (B, C, h, w) float32; channels without a valid point are all zero.
+    Returns (B, C, h, w) float32; channels without a valid point are all zero. (Keypoint heatmaps, one
+    point per channel and instance, take the faster ``keypoint_heatmaps``.)
     """
     width, height = heatmap_size
     batch, points = centres.shape[:2]
-    sigma = torch.as_tensor(sigma, dtype=centres.dtype, device=centres.device).expand(batch, points)
-    xs = torch.arange(width, dtype=centres.dtype, device=centres.device)
-    ys = torch.arange(height, dtype=centres.dtype, device=centres.device)
-    dx = xs - centres[..., 0, None]  # (B, M, w)
-    dy = ys - centres[..., 1, None]  # (B, M, h)
-    two_sigma_squared = 2 * sigma[..., None] ** 2
-    gx = torch.exp(-(dx**2) / two_sigma_squared)
-    gy = torch.exp(-(dy**2) / two_sigma_squared)
-    if window_radius is not None:
-        radius = torch.as_tensor(window_radius, dtype=centres.dtype, device=centres.device)
-        radius = radius.expand(batch, points)[..., None]
-        gx = gx * (dx.abs() <= radius)
-        gy = gy * (dy.abs() <= radius)
+    gx, gy = separable_gaussians(centres, heatmap_size, sigma, window_radius)
     gx = gx * valid[..., None]
-    maps = (gy[..., :, None] * gx[..., None, :]).reshape(batch, points, height * width)  # separable
+    maps = (gy[..., :, None] * gx[..., None, :]).reshape(batch, points, height * width)
     merged = maps.new_zeros(batch, num_channels, height * width)
     index = channels[..., None].expand(batch, points, height * width)
     merged.scatter_reduce_(1, index, maps, reduce="amax", include_self=True)
     return merged.reshape(batch, num_channels, height, width)
 
 
+def keypoint_heatmaps(
+    centres: Tensor,
+    valid: Tensor,
+    heatmap_size: tuple[int, int],
+    sigma: Tensor | float,
+    window_radius: Tensor | float | None = None,
+) -> Tensor:
+    """``gaussian_heatmaps`` for keypoints: centres (B, N, K, 2) of N instances' K keypoints, valid
+    (B, N, K), keypoint k drawn into channel k and the instances merged by max. (B, K, h, w) float32."""
+    gx, gy = separable_gaussians(centres, heatmap_size, sigma, window_radius)
+    gx = gx * valid[..., None]
+    maps = gy[..., :, None] * gx[..., None, :]  # (B, N, K, h, w)
+    return maps[:, 0] if maps.shape[1] == 1 else maps.amax(dim=1)
+
+
+def values_at(heatmaps: Tensor, x: Tensor, y: Tensor, dx: int, dy: int) -> Tensor:
+    """(B, K) values of (B, K, h, w) maps at cells (x + dx, y + dy), positions clamped to the map (the
+    edge repeats, as replicate padding)."""
+    height, width = heatmaps.shape[-2:]
+    index = (y + dy).clamp(0, height - 1) * width + (x + dx).clamp(0, width - 1)
+    return heatmaps.flatten(2).gather(-1, index[..., None])[..., 0]
+
+
 def argmax_quarter_offset(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     """(B, K, h, w) -> cell coordinates (B, K, 2) and maxima (B, K): the arg-max moved 1/4 cell toward
     the higher neighbour on each axis (not at the border), as the Stacked Hourglass evaluation does."""
-    batch, keypoints, height, width = heatmaps.shape
-    flat = heatmaps.reshape(batch, keypoints, -1)
-    maxima, index = flat.max(dim=-1)
+    height, width = heatmaps.shape[-2:]
+    maxima, index = heatmaps.flatten(2).max(dim=-1)
     x, y = index % width, index // width
-    padded = F.pad(heatmaps, (1, 1, 1, 1), mode="replicate").reshape(batch, keypoints, -1)
-
-    def at(dx: int, dy: int) -> Tensor:
-        return padded.gather(-1, ((y + 1 + dy) * (width + 2) + (x + 1 + dx))[..., None])[..., 0]
-
     inner_x = (x > 0) & (x < width - 1)
     inner_y = (y > 0) & (y < height - 1)
-    shift_x = torch.sign(at(1, 0) - at(-1, 0)) * 0.25 * inner_x
-    shift_y = torch.sign(at(0, 1) - at(0, -1)) * 0.25 * inner_y
+    shift_x = torch.sign(values_at(heatmaps, x, y, 1, 0) - values_at(heatmaps, x, y, -1, 0)) * 0.25 * inner_x
+    shift_y = torch.sign(values_at(heatmaps, x, y, 0, 1) - values_at(heatmaps, x, y, 0, -1)) * 0.25 * inner_y
     cells = torch.stack([x + shift_x, y + shift_y], dim=-1).to(heatmaps.dtype)
     return cells, maxima
 
@@ -175,40 +204,83 @@ def opencv_gaussian_sigma(kernel_size: int) -> float:
     return 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
 
 
+def blur_matrix(size: int, kernel: Tensor) -> Tensor:
+    """(size, size) banded matrix B with B[i, j] = kernel[j - i + r]: ``maps @ B.T`` convolves the last
+    axis with ``kernel`` (odd length 2r + 1) under zero padding."""
+    radius = len(kernel) // 2
+    offsets = (
+        torch.arange(size, device=kernel.device)[None, :] - torch.arange(size, device=kernel.device)[:, None]
+    )
+    inside = offsets.abs() <= radius
+    return torch.where(inside, kernel[(offsets + radius).clamp(0, len(kernel) - 1)], kernel.new_zeros(()))
+
+
 def modulate(heatmaps: Tensor, kernel_size: int = 11) -> Tensor:
     """DARK's distribution modulation (Sec. 3.1, Eq. 8): a Gaussian blur with zero padding, rescaled so
-    that each map keeps its maximum (mmpose's ``gaussian_blur``: pad, ``cv2.GaussianBlur``, rescale)."""
-    if kernel_size % 2 != 1:
-        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-    batch, keypoints, height, width = heatmaps.shape
-    sigma = opencv_gaussian_sigma(kernel_size)
-    offsets = torch.arange(kernel_size, dtype=heatmaps.dtype, device=heatmaps.device) - kernel_size // 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    maps = heatmaps.reshape(batch * keypoints, 1, height, width)
-    maps = F.conv2d(maps, kernel.view(1, 1, 1, -1), padding=(0, kernel_size // 2))
-    maps = F.conv2d(maps, kernel.view(1, 1, -1, 1), padding=(kernel_size // 2, 0))
-    maps = maps.reshape(batch, keypoints, height, width)
+    that each map keeps its maximum (mmpose's ``gaussian_blur``: pad, ``cv2.GaussianBlur``, rescale).
+    The separable blur is two matrix products with banded matrices (``blur_matrix``): on a CPU several
+    times faster than a one-channel ``conv2d`` per map."""
+    height, width = heatmaps.shape[-2:]
+    kernel = gaussian_kernel(kernel_size, heatmaps)
+    maps = blur_matrix(height, kernel) @ heatmaps @ blur_matrix(width, kernel).T
     original_max = heatmaps.flatten(2).amax(-1)[..., None, None]
     blurred_max = maps.flatten(2).amax(-1)[..., None, None]
     return maps * original_max / blurred_max.clamp_min(torch.finfo(maps.dtype).tiny)
+
+
+def gaussian_kernel(kernel_size: int, like: Tensor) -> Tensor:
+    """The normalised 1-D Gaussian of ``cv2.GaussianBlur(ksize, sigma=0)`` (``opencv_gaussian_sigma``)."""
+    if kernel_size % 2 != 1:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    sigma = opencv_gaussian_sigma(kernel_size)
+    offsets = torch.arange(kernel_size, dtype=like.dtype, device=like.device) - kernel_size // 2
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def blurred_around(heatmaps: Tensor, x: Tensor, y: Tensor, kernel_size: int, radius: int = 2) -> Tensor:
+    """``modulate``'s blur, before its rescaling, at the (2 radius + 1)^2 cells around (x, y) -- clamped to
+    the map like ``values_at`` -- without blurring whole maps: (B, K, 2 radius + 1, 2 radius + 1), rows
+    y - radius .. y + radius. Equal to the zero-padded separable blur at those cells."""
+    height, width = heatmaps.shape[-2:]
+    kernel = gaussian_kernel(kernel_size, heatmaps)
+    half = kernel_size // 2
+    padded = F.pad(heatmaps, (half, half, half, half)).flatten(2)  # zero padding, as the blur's
+    steps = torch.arange(-radius, radius + 1, device=heatmaps.device)
+    taps = torch.arange(kernel_size, device=heatmaps.device)  # offset + half in the padded map
+    rows = (y[..., None] + steps).clamp(0, height - 1)[..., :, None] + taps  # (B, K, 2r+1, taps)
+    columns = (x[..., None] + steps).clamp(0, width - 1)[..., :, None] + taps
+    index = rows[..., :, :, None, None] * (width + 2 * half) + columns[..., None, None, :, :]
+    patches = padded.gather(-1, index.flatten(2)).view(index.shape)  # (B, K, 2r+1, taps, 2r+1, taps)
+    return torch.einsum("nkjaic,a,c->nkji", patches, kernel, kernel)
 
 
 def dark_refine(heatmaps: Tensor, kernel_size: int | None = 11, eps: float = 1e-10) -> tuple[Tensor, Tensor]:
     """DARK decoding (Zhang et al., CVPR 2020, Sec. 3.1): the arg-max plus the Newton step
     -H^-1 g of the log-heatmap's second-order Taylor expansion there, with the official code's central
     differences (second derivatives over two cells). ``kernel_size`` None skips the modulation.
-    (B, K, h, w) -> cell coordinates (B, K, 2), maxima (B, K) of the unmodulated maps."""
-    batch, keypoints, _, width = heatmaps.shape
-    flat = heatmaps.reshape(batch, keypoints, -1)
-    maxima, index = flat.max(dim=-1)
+    (B, K, h, w) -> cell coordinates (B, K, 2), maxima (B, K) of the unmodulated maps.
+
+    Only the 5 x 5 cells around each maximum enter the step, so the modulation is computed there
+    (``blurred_around``); its rescaling to the map's maximum is a constant factor per map, which the
+    log-heatmap's derivatives do not see."""
+    width = heatmaps.shape[-1]
+    maxima, index = heatmaps.flatten(2).max(dim=-1)
     x, y = index % width, index // width
-    maps = modulate(heatmaps, kernel_size) if kernel_size is not None else heatmaps
-    log_maps = torch.log(maps.clamp_min(eps))
-    padded = F.pad(log_maps, (2, 2, 2, 2), mode="replicate").reshape(batch, keypoints, -1)
+    if kernel_size is not None:
+        local = blurred_around(heatmaps, x, y, kernel_size)
+    else:
+        local = torch.stack(
+            [
+                torch.stack([values_at(heatmaps, x, y, dx, dy) for dx in range(-2, 3)], -1)
+                for dy in range(-2, 3)
+            ],
+            dim=-2,
+        )
+    log_local = torch.log(local.clamp_min(eps))
 
     def at(dx: int, dy: int) -> Tensor:
-        return padded.gather(-1, ((y + 2 + dy) * (width + 4) + (x + 2 + dx))[..., None])[..., 0]
+        return log_local[..., dy + 2, dx + 2]
 
     centre = at(0, 0)
     gx = 0.5 * (at(1, 0) - at(-1, 0))
@@ -327,7 +399,6 @@ class GaussianHeatmapCodec:
             keypoints = keypoints[:, None]
         if keypoints.dim() != 4 or keypoints.shape[-1] != 3:
             raise ValueError(f"keypoints must be (B, K, 3) or (B, N, K, 3), got {tuple(keypoints.shape)}")
-        batch, instances, count = keypoints.shape[:3]
         points = keypoints[..., :2].float()
         centres = place_centres(
             to_cell_coordinates(points, self.stride(points), self.convention), self.placement
@@ -335,16 +406,7 @@ class GaussianHeatmapCodec:
         finite = torch.isfinite(centres).all(-1)
         centres = torch.where(finite[..., None], centres, torch.zeros_like(centres))
         drawn = (keypoints[..., 2] > 0) & finite & inside_heatmap(centres, self.heatmap_size, self.placement)
-        channels = torch.arange(count, device=keypoints.device).expand(batch, instances, count)
-        heatmaps = gaussian_heatmaps(
-            centres.reshape(batch, -1, 2),
-            channels.reshape(batch, -1),
-            drawn.reshape(batch, -1),
-            count,
-            self.heatmap_size,
-            self.sigma,
-            self.window_radius,
-        )
+        heatmaps = keypoint_heatmaps(centres, drawn, self.heatmap_size, self.sigma, self.window_radius)
         return heatmaps, drawn.any(dim=1).float()
 
     def decode(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
