@@ -52,11 +52,10 @@ from torch.utils.data import Dataset
 from torchvision.transforms.functional import to_tensor
 
 from datamodules.coco_json_checks import (
-    FormatProblem,
+    AnnotationTally,
     annotation_problem,
     compressed_rle_counts,
     evaluation_problems,
-    log_skips,
     raise_first,
     read_coco_json,
     structure_problems,
@@ -91,25 +90,10 @@ class CocoInstance(NamedTuple):
 
 
 @dataclass
-class InstanceIndex:
+class InstanceIndex(AnnotationTally):
     """Target instances per image id, plus what was skipped (counted, with ids) and the hard errors."""
 
     instances: dict[int, list[CocoInstance]] = field(default_factory=lambda: defaultdict(list))
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    noted: Counter[str] = field(default_factory=Counter)
-    noted_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    errors: list[FormatProblem] = field(default_factory=list)
-
-    def skip(self, reason: str, annotation_id: int) -> None:
-        """An annotation left out of the targets, counted under exactly one reason."""
-        self.skipped[reason] += 1
-        self.skipped_ids[reason].append(annotation_id)
-
-    def note(self, reason: str, annotation_id: int) -> None:
-        """An annotation kept in the targets, possibly repaired (its box clipped), counted once per reason."""
-        self.noted[reason] += 1
-        self.noted_ids[reason].append(annotation_id)
 
 
 def index_coco(data: dict[str, Any]) -> COCO:
@@ -275,7 +259,7 @@ class CocoInstancesDataset(Dataset):
         self.skipped = index.skipped
         self.noted = index.noted
         self._reported: set[tuple[str, int]] = set()  # (reason, annotation id) found while reading items
-        self._log_skips(index)
+        index.log(logger, self.annotation_file, "left out of the targets")
 
     @property
     def num_classes(self) -> int:
@@ -286,17 +270,6 @@ class CocoInstancesDataset(Dataset):
     def num_targets(self) -> int:
         """Annotations that became target instances (before rasterizing their masks)."""
         return sum(len(instances) for instances in self._instances.values())
-
-    def _log_skips(self, index: InstanceIndex) -> None:
-        log_skips(
-            logger,
-            self.annotation_file,
-            "left out of the targets",
-            index.skipped,
-            index.skipped_ids,
-            index.noted,
-            index.noted_ids,
-        )
 
     def _report_once(self, counter: Counter[str], reason: str, annotation_id: int, message: str) -> None:
         if (reason, annotation_id) not in self._reported:

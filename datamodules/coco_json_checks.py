@@ -8,7 +8,9 @@ allocates without limit on malformed ones.
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,27 +44,43 @@ def short_list(values: Iterable[Any], limit: int = MAX_IDS_LOGGED) -> str:
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
-def log_skips(
-    log: logging.Logger,
-    annotation_file: str | Path,
-    left_out: str,
-    skipped: Mapping[str, int],
-    skipped_ids: Mapping[str, list[int]],
-    noted: Mapping[str, int],
-    noted_ids: Mapping[str, list[int]],
-) -> None:
-    """One WARNING line per file: the annotations ``left_out`` (e.g. "left out of the targets") and those
-    kept with a note, counted by reason with their first ids."""
-    parts = []
-    for what, counts, ids in ((left_out, skipped, skipped_ids), ("kept with a note", noted, noted_ids)):
-        if counts:
-            reasons = "; ".join(
-                f"{reason}: {count} (annotation ids {short_list(ids[reason])})"
-                for reason, count in sorted(counts.items())
-            )
-            parts.append(f"{what} -- {reasons}")
-    if parts:
-        log.warning("%s: %s", annotation_file, " | ".join(parts))
+@dataclass
+class AnnotationTally:
+    """What a reader left out of its items (``skip``) or kept with a note (``note``), counted by reason
+    with the annotation ids, and the hard errors it found."""
+
+    skipped: Counter[str] = field(default_factory=Counter)
+    skipped_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    noted: Counter[str] = field(default_factory=Counter)
+    noted_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    errors: list[FormatProblem] = field(default_factory=list)
+
+    def skip(self, reason: str, annotation_id: int) -> None:
+        """An annotation left out, counted under exactly one reason."""
+        self.skipped[reason] += 1
+        self.skipped_ids[reason].append(annotation_id)
+
+    def note(self, reason: str, annotation_id: int) -> None:
+        """An annotation kept, possibly repaired (its box clipped), counted once per reason."""
+        self.noted[reason] += 1
+        self.noted_ids[reason].append(annotation_id)
+
+    def log(self, log: logging.Logger, annotation_file: str | Path, left_out: str) -> None:
+        """One WARNING line per file: the annotations ``left_out`` (e.g. "left out of the targets") and
+        those kept with a note, counted by reason with their first ids."""
+        parts = []
+        for what, counts, ids in (
+            (left_out, self.skipped, self.skipped_ids),
+            ("kept with a note", self.noted, self.noted_ids),
+        ):
+            if counts:
+                reasons = "; ".join(
+                    f"{reason}: {count} (annotation ids {short_list(ids[reason])})"
+                    for reason, count in sorted(counts.items())
+                )
+                parts.append(f"{what} -- {reasons}")
+        if parts:
+            log.warning("%s: %s", annotation_file, " | ".join(parts))
 
 
 def read_coco_json(annotation_file: str | Path, require_annotations: bool = True) -> dict[str, Any]:

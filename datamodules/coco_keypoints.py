@@ -38,7 +38,6 @@ Items and augmentation: see ``CocoKeypointsDataset``.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -52,9 +51,9 @@ from torchvision.transforms.functional import to_tensor
 
 from datamodules.coco_instances import MIN_BOX_SIZE, index_coco, read_image
 from datamodules.coco_json_checks import (
+    AnnotationTally,
     FormatProblem,
     evaluation_problems,
-    log_skips,
     raise_first,
     read_coco_json,
     short_list,
@@ -115,23 +114,10 @@ class KeypointInstance(NamedTuple):
 
 
 @dataclass
-class KeypointIndex:
+class KeypointIndex(AnnotationTally):
     """The items of a file, what was skipped and noted (counted, with ids), and the hard errors."""
 
     items: list[KeypointInstance] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    noted: Counter[str] = field(default_factory=Counter)
-    noted_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    errors: list[FormatProblem] = field(default_factory=list)
-
-    def skip(self, reason: str, annotation_id: int) -> None:
-        self.skipped[reason] += 1
-        self.skipped_ids[reason].append(annotation_id)
-
-    def note(self, reason: str, annotation_id: int) -> None:
-        self.noted[reason] += 1
-        self.noted_ids[reason].append(annotation_id)
 
 
 def _numbers(values: Any, count: int) -> bool:
@@ -358,18 +344,7 @@ class CocoKeypointsDataset(Dataset):
         self.skipped = index.skipped
         self.noted = index.noted
         self._flip_permutation = np.array(layout.flip_permutation())
-        self._log_skips(index)
-
-    def _log_skips(self, index: KeypointIndex) -> None:
-        log_skips(
-            logger,
-            self.annotation_file,
-            "left out of the items",
-            index.skipped,
-            index.skipped_ids,
-            index.noted,
-            index.noted_ids,
-        )
+        index.log(logger, self.annotation_file, "left out of the items")
 
     def __len__(self) -> int:
         return len(self.instances)

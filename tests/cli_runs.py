@@ -42,12 +42,18 @@ def run_zoo_in_process(subcommand: str, data_dir: Path, runs_dir: Path, run_id: 
 def run_zoo_subprocess(
     subcommand: str, data_dir: Path, runs_dir: Path, run_id: str, *extra: str, timeout: int = 300
 ) -> subprocess.CompletedProcess:
+    """The Mask R-CNN test configs through the real console script."""
+    return run_zoo_command(zoo_arguments(subcommand, data_dir, runs_dir, run_id, *extra), timeout)
+
+
+def run_zoo_command(arguments: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """The real console script, as a user runs it (needed for DDP: Lightning re-executes argv)."""
     zoo = Path(sys.executable).parent / "zoo"
+    subcommand = arguments[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WANDB_SERVICE", None)  # its own W&B service, as when a user runs it
     result = subprocess.run(
-        [str(zoo), *zoo_arguments(subcommand, data_dir, runs_dir, run_id, *extra)],
+        [str(zoo), *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -13,7 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from datamodules.synthetic.coco_writer import write_coco_keypoints
-from tests.cli_runs import REPO_ROOT
+from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_command
 from zoo.cli import main as zoo_main
 from zoo.cli import run_cli
 from zoo.tools.landmark_comparison import DEFAULT_CONFIGS, last_evaluation, markdown_table, rows_of_run
@@ -92,3 +92,32 @@ def test_predict_writes_coco_keypoint_results(star_world: Path, tmp_path: Path) 
     with contextlib.redirect_stdout(io.StringIO()):
         loaded = COCO(str(ground_truth_file)).loadRes(results)
     assert len(loaded.anns) == len(stars)
+
+
+def test_ddp_on_two_cpu_processes_gives_the_single_process_keypoint_metrics(star_world: Path, tmp_path: Path):
+    """The held-out stars over 2 gloo ranks: DistributedSampler pads a rank with a repeated crop when their
+    number is odd, and NME, PCK and COCO keypoint AP must still equal one process scoring each star once."""
+    config = REPO_ROOT / "experiments" / "landmarks" / "synthetic_heatmap.yaml"
+    common = [f"--config={config}", *data_overrides(star_world), f"--runs_dir={tmp_path}", "--wandb=false"]
+    run_cli(["fit", *common, *SHORT, "--run_id=trained"])
+    checkpoint = tmp_path / "landmarks_synthetic_heatmap" / "trained" / "checkpoints" / "last.ckpt"
+    evaluate = ["validate", *common, f"--ckpt_path={checkpoint}", "--trainer.accelerator=cpu"]
+    run_zoo_command([*evaluate, "--run_id=single", "--trainer.devices=1"])
+    run_zoo_command([*evaluate, "--run_id=ddp", "--trainer.devices=2", "--trainer.strategy=ddp"])
+    [single] = read_metrics(tmp_path / "landmarks_synthetic_heatmap" / "single")
+    [distributed] = read_metrics(tmp_path / "landmarks_synthetic_heatmap" / "ddp")
+    stars = [
+        a
+        for a in json.loads((star_world / "annotations" / "keypoints_val.json").read_text())["annotations"]
+        if a["category_id"] == 4 and not a["iscrowd"]
+    ]
+    assert len(stars) % 2 == 1  # so that the sampler pads
+    names = [name for name in single if name.startswith("val/keypoints")]
+    assert {
+        "val/keypoints/NME",
+        "val/keypoints/PCK@0.05",
+        "val/keypoints/AP",
+        "val/keypoints_dark/NME",
+    } <= set(names)
+    for name in names:
+        assert distributed[name] == pytest.approx(single[name], abs=1e-9), name
