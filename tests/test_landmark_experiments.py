@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 
 from datamodules.synthetic.coco_writer import write_coco_keypoints
 from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_command
+from tests.test_exact_resume import STEPS, assert_identical, final_state
 from zoo.cli import main as zoo_main
 from zoo.cli import run_cli
 from zoo.tools.landmark_comparison import DEFAULT_CONFIGS, last_evaluation, markdown_table, rows_of_run
@@ -121,3 +122,26 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_keypoint_metrics(star
     } <= set(names)
     for name in names:
         assert distributed[name] == pytest.approx(single[name], abs=1e-9), name
+
+
+def test_keypoint_training_resumes_exactly(star_world: Path, tmp_path: Path) -> None:
+    """6 steps of the heatmap experiment in one go equal 3 steps, a stop and a resume to 6 (mid-epoch,
+    across a validation at step 4): weights, optimizer and schedule bit for bit, the crops' scale and
+    flip draws included (``CocoKeypointsDataset.seeded_item``)."""
+    config = REPO_ROOT / "experiments" / "landmarks" / "synthetic_heatmap.yaml"
+    common = [
+        f"--config={config}",
+        *data_overrides(star_world),
+        f"--runs_dir={tmp_path}",
+        "--wandb=false",
+        "--trainer.val_check_interval=4",
+        "--trainer.enable_progress_bar=false",
+    ]
+    one_go = run_cli(["fit", *common, "--run_id=one-go", f"--trainer.max_steps={STEPS}"])
+    expected = final_state(one_go)
+    run_cli(["fit", *common, "--run_id=resumed", "--trainer.max_steps=3"])
+    resumed = run_cli(
+        ["fit", *common, "--run_id=resumed", f"--trainer.max_steps={STEPS}", "--ckpt_path=last"]
+    )
+    assert Path(resumed.trainer.ckpt_path).name == "last.ckpt"  # it resumed, rather than starting over
+    assert_identical(final_state(resumed), expected)
