@@ -39,3 +39,4 @@ lint: $(INSTALLED)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/mask_rcnn.py
+	$(BIN)/python benchmarks/heatmaps.py

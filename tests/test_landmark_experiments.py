@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
+import wandb
+from PIL import Image
 from pycocotools.coco import COCO
 
 from datamodules.synthetic.coco_writer import write_coco_keypoints
@@ -80,10 +82,20 @@ def test_rows_and_table_from_records() -> None:
     )
 
 
-def test_predict_writes_coco_keypoint_results(star_world: Path, tmp_path: Path) -> None:
+def test_fit_logs_overlays_and_predict_writes_coco_keypoint_results(star_world: Path, tmp_path: Path) -> None:
+    """Fit with W&B (offline): 3 keypoint overlays (crop with ground truth, prediction, skeleton and the
+    heatmap panel) for the one validation; then predict: one COCO keypoint result per star."""
     config = REPO_ROOT / "experiments" / "landmarks" / "synthetic_heatmap.yaml"
     common = [f"--config={config}", *data_overrides(star_world), f"--runs_dir={tmp_path}", "--run_id=p"]
-    run_cli(["fit", *common, *SHORT, "--wandb=false"])
+    try:
+        run_cli(["fit", *common, *SHORT, "--model.init_args.overlay_images=3"])
+    finally:
+        wandb.finish()
+    [offline_run] = (tmp_path / "landmarks_synthetic_heatmap" / "p" / "wandb").glob("offline-run-*")
+    overlays = sorted((offline_run / "files" / "media" / "images" / "val").glob("predictions_*.png"))
+    assert len(overlays) == 3
+    with Image.open(overlays[0]) as overlay:
+        assert overlay.size == (512, 256)  # the 64 px crop drawn at 256 px, the heatmap panel beside it
     run_cli(["predict", *common, "--ckpt_path=last", "--wandb=false"])
     results = json.loads((tmp_path / "landmarks_synthetic_heatmap" / "p" / "predictions.json").read_text())
     ground_truth_file = star_world / "annotations" / "keypoints_val.json"
