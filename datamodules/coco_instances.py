@@ -67,6 +67,18 @@ logger = logging.getLogger(__name__)
 
 MIN_BOX_SIZE = 1.0
 """Boxes whose width or height (after clipping to the image) is at most this many pixels are skipped."""
+
+
+def clipped_box(bbox: list[float], width: int, height: int) -> tuple[float, float, float, float] | None:
+    """A COCO ``bbox`` (XYWH) as XYXY clipped to the image; None when it is degenerate there (width or
+    height at most ``MIN_BOX_SIZE``), which the readers skip as ``degenerate_box``."""
+    x, y, w, h = bbox
+    box = (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
+    if box[2] - box[0] <= MIN_BOX_SIZE or box[3] - box[1] <= MIN_BOX_SIZE:
+        return None
+    return box
+
+
 MIN_BOX_MASK_IOU = 0.5
 """A box whose IoU with its mask's tight box is lower than this is noted as ``box_mask_mismatch``."""
 
@@ -146,8 +158,8 @@ def index_instances(
             index.skip("crowd", ann_id)
             continue
         x, y, w, h = ann["bbox"]
-        box = (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
-        if box[2] - box[0] <= MIN_BOX_SIZE or box[3] - box[1] <= MIN_BOX_SIZE:
+        box = clipped_box(ann["bbox"], width, height)
+        if box is None:
             index.skip("degenerate_box", ann_id)
             continue
         if isinstance(segmentation, list):

@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import to_tensor
 
-from datamodules.coco_instances import MIN_BOX_SIZE, index_coco, read_image
+from datamodules.coco_instances import clipped_box, index_coco, read_image
 from datamodules.coco_json_checks import (
     AnnotationTally,
     FormatProblem,
@@ -242,11 +242,11 @@ def index_keypoints(
         if ann.get("iscrowd", 0):
             index.skip("crowd", ann_id)
             continue
-        x, y, w, h = ann["bbox"]
-        clipped = (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
-        if clipped[2] - clipped[0] <= MIN_BOX_SIZE or clipped[3] - clipped[1] <= MIN_BOX_SIZE:
+        clipped = clipped_box(ann["bbox"], width, height)
+        if clipped is None:
             index.skip("degenerate_box", ann_id)
             continue
+        x, y, w, h = ann["bbox"]
         box = clipped if clip_boxes else (float(x), float(y), float(x + w), float(y + h))
         keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
         # COCO keypoints are pixel indices (pixel i's centre at i; detectron2's load_coco_json adds 0.5

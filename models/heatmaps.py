@@ -204,30 +204,6 @@ def opencv_gaussian_sigma(kernel_size: int) -> float:
     return 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
 
 
-def blur_matrix(size: int, kernel: Tensor) -> Tensor:
-    """(size, size) banded matrix B with B[i, j] = kernel[j - i + r]: ``maps @ B.T`` convolves the last
-    axis with ``kernel`` (odd length 2r + 1) under zero padding."""
-    radius = len(kernel) // 2
-    offsets = (
-        torch.arange(size, device=kernel.device)[None, :] - torch.arange(size, device=kernel.device)[:, None]
-    )
-    inside = offsets.abs() <= radius
-    return torch.where(inside, kernel[(offsets + radius).clamp(0, len(kernel) - 1)], kernel.new_zeros(()))
-
-
-def modulate(heatmaps: Tensor, kernel_size: int = 11) -> Tensor:
-    """DARK's distribution modulation (Sec. 3.1, Eq. 8): a Gaussian blur with zero padding, rescaled so
-    that each map keeps its maximum (mmpose's ``gaussian_blur``: pad, ``cv2.GaussianBlur``, rescale).
-    The separable blur is two matrix products with banded matrices (``blur_matrix``): on a CPU several
-    times faster than a one-channel ``conv2d`` per map."""
-    height, width = heatmaps.shape[-2:]
-    kernel = gaussian_kernel(kernel_size, heatmaps)
-    maps = blur_matrix(height, kernel) @ heatmaps @ blur_matrix(width, kernel).T
-    original_max = heatmaps.flatten(2).amax(-1)[..., None, None]
-    blurred_max = maps.flatten(2).amax(-1)[..., None, None]
-    return maps * original_max / blurred_max.clamp_min(torch.finfo(maps.dtype).tiny)
-
-
 def gaussian_kernel(kernel_size: int, like: Tensor) -> Tensor:
     """The normalised 1-D Gaussian of ``cv2.GaussianBlur(ksize, sigma=0)`` (``opencv_gaussian_sigma``)."""
     if kernel_size % 2 != 1:
@@ -239,7 +215,8 @@ def gaussian_kernel(kernel_size: int, like: Tensor) -> Tensor:
 
 
 def blurred_around(heatmaps: Tensor, x: Tensor, y: Tensor, kernel_size: int, radius: int = 2) -> Tensor:
-    """``modulate``'s blur, before its rescaling, at the (2 radius + 1)^2 cells around (x, y) -- clamped to
+    """DARK's modulation blur (Sec. 3.1, Eq. 8: a Gaussian blur with zero padding, as mmpose's
+    ``gaussian_blur``), before its rescaling, at the (2 radius + 1)^2 cells around (x, y) -- clamped to
     the map like ``values_at`` -- without blurring whole maps: (B, K, 2 radius + 1, 2 radius + 1), rows
     y - radius .. y + radius. Equal to the zero-padded separable blur at those cells."""
     height, width = heatmaps.shape[-2:]
@@ -267,16 +244,7 @@ def dark_refine(heatmaps: Tensor, kernel_size: int | None = 11, eps: float = 1e-
     width = heatmaps.shape[-1]
     maxima, index = heatmaps.flatten(2).max(dim=-1)
     x, y = index % width, index // width
-    if kernel_size is not None:
-        local = blurred_around(heatmaps, x, y, kernel_size)
-    else:
-        local = torch.stack(
-            [
-                torch.stack([values_at(heatmaps, x, y, dx, dy) for dx in range(-2, 3)], -1)
-                for dy in range(-2, 3)
-            ],
-            dim=-2,
-        )
+    local = blurred_around(heatmaps, x, y, kernel_size or 1)  # a 1-tap kernel: the values themselves
     log_local = torch.log(local.clamp_min(eps))
 
     def at(dx: int, dy: int) -> Tensor:
