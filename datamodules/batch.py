@@ -46,8 +46,24 @@ class Target(TypedDict, total=False):
     semantic: Tensor  # int64 (H, W): semantic class per pixel, IGNORE_INDEX where unlabelled
     landmarks: Tensor  # float32 (N, L, 2): facial landmarks in pixels (NaN where not annotated)
     dense_points: Tensor  # float32 (N, P, 5): DensePose points x, y (box frame), part index, u, v
-    paired_image: Tensor  # float32 (3, H, W): the other image of a pair (label map -> photo, low -> high res)
 
 
 Batch = tuple[list[Tensor], list[Target]]
 """What every detection-style datamodule's loaders yield and every such module's steps take."""
+
+
+class ImageBatch(TypedDict, total=False):
+    """A batch of the generative family (image-to-image translation, super-resolution, style transfer,
+    class-conditional generation): stacked tensors, every image of a batch at one size, values in [0, 1]
+    (a model that works in [-1, 1] maps to and from it itself).
+
+    ``a`` is what the generator is given and ``b`` what it should produce, as the pix2pix/CycleGAN code
+    names its two domains: pix2pix A -> B (paired), CycleGAN A <-> B (unpaired: ``b`` is an unrelated
+    image of the other domain), super-resolution low -> high resolution, style transfer content (no
+    ``b``), a class-conditional GAN real images ``b`` with their ``labels`` (no ``a``).
+    """
+
+    a: Tensor  # float32 (B, 3, H, W) in [0, 1]: the generator's input domain
+    b: Tensor  # float32 (B, 3, H', W') in [0, 1]: the output domain (paired target, or unpaired other domain)
+    labels: Tensor  # int64 (B,): class labels 1..C of ``b`` (class-conditional generation)
+    names: list[str]  # each item's file stem (``a``'s when there is one), for writing predictions

@@ -13,7 +13,10 @@ class DatasetMetadata:
     """Class names (index = label - 1, the label rule of ``datamodules.batch``), the dataset category
     id of each label, the annotation file each evaluated split is scored against, and for keypoint
     datasets the keypoint names, left/right flip pairs, skeleton edges, OKS sigmas and the two keypoints
-    whose distance normalises NME (None: the box size)."""
+    whose distance normalises NME (None: the box size).
+
+    Image-to-image datasets (pix2pix pairs, CycleGAN domains, super-resolution) have no classes:
+    ``DatasetMetadata.without_classes()``."""
 
     class_names: tuple[str, ...]
     label_to_category_id: dict[int, int]
@@ -23,15 +26,19 @@ class DatasetMetadata:
     skeleton: tuple[tuple[int, int], ...] = ()
     oks_sigmas: tuple[float, ...] = ()
     normalizing_keypoints: tuple[int, int] | None = None  # NME's normaliser (300W: outer eye corners 36, 45)
+    style_image: Path | None = None  # style transfer: the one style image every content image takes on
 
     def __post_init__(self) -> None:
-        if not self.class_names:
-            raise ValueError("a dataset needs at least one class")
         outside = sorted(set(self.label_to_category_id) - set(range(1, len(self.class_names) + 1)))
         if outside:  # a subset is fine: torchvision's 91-way COCO labels leave ids unused
             raise ValueError(
                 f"labels must lie in 1..{len(self.class_names)} (one per class name), got {outside}"
             )
+
+    @classmethod
+    def without_classes(cls, **fields) -> DatasetMetadata:
+        """Metadata of a dataset whose items carry no class (image translation, super-resolution)."""
+        return cls(class_names=(), label_to_category_id={}, **fields)
 
     @property
     def num_classes(self) -> int:

@@ -43,3 +43,26 @@ class WarmupMultiStepLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
+
+
+class LinearDecayLR(LRScheduler):
+    """Constant for ``constant_steps`` steps, then linearly towards 0 over ``decay_steps``: the official
+    pix2pix/CycleGAN ``linear`` policy (junyanz/pytorch-CycleGAN-and-pix2pix ``get_scheduler``: factor
+    ``1 - max(0, t + 1 - n_epochs) / (n_epochs_decay + 1)`` at epoch t; CycleGAN Sec. 4: "keep the same
+    learning rate for the first 100 epochs and linearly decay the rate to zero over the next 100").
+    A step is an epoch or a generator step, as the module's ``lr_schedule_interval`` says."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, constant_steps: int, decay_steps: int, last_epoch: int = -1
+    ) -> None:
+        if constant_steps < 0 or decay_steps < 0:
+            raise ValueError(f"steps must be >= 0, got {constant_steps} and {decay_steps}")
+        self.constant_steps = constant_steps
+        self.decay_steps = decay_steps
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        return 1.0 - max(0, step + 1 - self.constant_steps) / (self.decay_steps + 1)
+
+    def get_lr(self) -> list[float]:
+        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]

@@ -146,3 +146,18 @@ def draw_keypoints_and_heatmaps(
         coloured = cv2.cvtColor(cv2.applyColorMap(peak, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
         canvas = np.concatenate([canvas, coloured], axis=1)
     return canvas
+
+
+def image_grid(images: Sequence[Tensor], captions: Sequence[str]) -> wandb.Image:
+    """One W&B image of ``images`` ((3, H, W) in [0, 1], sizes may differ: each is resized to the
+    tallest's height) side by side, captioned ``captions`` joined by " | " (input | output | target)."""
+    height = max(int(image.shape[-2]) for image in images)
+    panels = []
+    for image in images:
+        panel = image.detach().float().clamp(0, 1)
+        if panel.shape[-2] != height:
+            width = round(panel.shape[-1] * height / panel.shape[-2])
+            panel = torch.nn.functional.interpolate(panel[None], size=(height, width), mode="nearest")[0]
+        panels.append(panel)
+    grid = torch.cat(panels, dim=-1).permute(1, 2, 0).cpu().numpy()
+    return wandb.Image((grid * 255).round().astype(np.uint8), caption=" | ".join(captions))

@@ -51,6 +51,8 @@ def run_zoo_command(arguments: list[str], timeout: int = 300) -> subprocess.Comp
     zoo = Path(sys.executable).parent / "zoo"
     subcommand = arguments[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # class paths of test-only modules (``tests.toy_gan.ToyGAN``) resolve as they do in-process
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.pop("WANDB_SERVICE", None)  # its own W&B service, as when a user runs it
     result = subprocess.run(
         [str(zoo), *arguments],

@@ -137,5 +137,6 @@ def test_metadata_rules() -> None:
         METADATA.annotation_file("test")
     with pytest.raises(ValueError, match=r"labels must lie in 1..2"):
         DatasetMetadata(("a", "b"), {0: 1, 1: 2})
-    with pytest.raises(ValueError, match="at least one class"):
-        DatasetMetadata((), {})
+    assert DatasetMetadata.without_classes().num_classes == 0  # image translation, super-resolution
+    with pytest.raises(ValueError, match=r"labels must lie in 1..0"):
+        DatasetMetadata((), {1: 1})

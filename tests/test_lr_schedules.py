@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_modules.lr_schedules import WarmupMultiStepLR
+from lightning_modules.lr_schedules import LinearDecayLR, WarmupMultiStepLR
 
 
 def _optimizer(lr: float = 0.02) -> torch.optim.SGD:
@@ -36,3 +36,18 @@ def test_schedule_state_survives_a_round_trip():
 def test_unsorted_milestones_are_rejected():
     with pytest.raises(ValueError, match="increasing"):
         WarmupMultiStepLR(_optimizer(), [80, 60])
+
+
+def test_linear_decay_is_the_official_pix2pix_cyclegan_rule():
+    """junyanz's lambda_rule with epoch_count 1, n_epochs 100, n_epochs_decay 100, written out here."""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    schedule = LinearDecayLR(optimizer, constant_steps=100, decay_steps=100)
+    rates = []
+    for _ in range(200):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    official = [2e-4 * (1.0 - max(0, epoch + 1 - 100) / float(100 + 1)) for epoch in range(200)]
+    assert rates == pytest.approx(official, rel=1e-12)
+    assert rates[99] == 2e-4 and rates[100] == pytest.approx(2e-4 * 100 / 101)
+    assert rates[-1] == pytest.approx(2e-4 / 101)
