@@ -1,8 +1,12 @@
-"""The DataLoaders every detection-style DataModule builds: a resumable training loader (exact resume,
-one shuffle seed on every rank) and plain, ordered evaluation loaders, both with the batch convention's
-``collate_detection``."""
+"""The DataLoaders every DataModule builds: a resumable training loader (exact resume, one shuffle seed on
+every rank) and plain, ordered evaluation loaders, both with the detection batch convention's
+``collate_detection`` unless given another ``collate_fn`` (the generative family's stacked
+``ImageBatch``: torch's ``default_collate``)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset
@@ -12,14 +16,19 @@ from zoo.training.resumable_loader import ResumableDataLoader, global_seed, resu
 
 
 def training_loader(
-    dataset: Dataset | None, batch_size: int, num_workers: int, pin_memory: bool, trainer: Trainer | None
+    dataset: Dataset | None,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool,
+    trainer: Trainer | None,
+    collate_fn: Callable[[list], Any] = collate_detection,
 ) -> ResumableDataLoader:
     if dataset is None:
         raise RuntimeError("call setup('fit') before asking for the training dataloader")
     return resumable_train_loader(
         dataset,
         batch_size,
-        collate_detection,
+        collate_fn,
         num_workers=num_workers,
         pin_memory=pin_memory,
         seed=global_seed(trainer),  # one seed on every rank, or the shards would overlap
@@ -29,7 +38,11 @@ def training_loader(
 
 
 def evaluation_loader(
-    dataset: Dataset | None, batch_size: int, num_workers: int, pin_memory: bool
+    dataset: Dataset | None,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool,
+    collate_fn: Callable[[list], Any] = collate_detection,
 ) -> DataLoader:
     if dataset is None:
         raise RuntimeError("call setup() with the matching stage before asking for its dataloader")
@@ -41,5 +54,5 @@ def evaluation_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
-        collate_fn=collate_detection,
+        collate_fn=collate_fn,
     )

@@ -79,6 +79,9 @@ class GenerativeModule(ZooModule):
     generator: nn.Module
     discriminator: nn.Module | None
     discriminator_first: ClassVar[bool] = True  # pix2pix's order; CycleGAN's official code updates G first
+    loss_networks: ClassVar[
+        tuple[str, ...]
+    ] = ()  # frozen pretrained networks (VGG...): kept out of checkpoints
 
     def __init__(
         self,
@@ -220,10 +223,20 @@ class GenerativeModule(ZooModule):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
 
-    # --- image pools in checkpoints -------------------------------------------------------------------
+    # --- checkpoints: image pools in, frozen pretrained weights out ---------------------------------
+
+    def _frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of weights that come from local files, not from training: the loss
+        networks and the metrics' feature extractors (FID's Inception)."""
+        return (*(f"{name}." for name in self.loss_networks), "evaluation_metrics.")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Every rank's pools (each rank fills its own from its own fakes); all ranks take part."""
+        """Every rank's pools (each rank fills its own from its own fakes; all ranks take part); the frozen
+        pretrained weights left out (80-100 MB each for VGG19 and the FID Inception): the config that
+        resumes or evaluates the checkpoint loads them from their files again."""
+        state = checkpoint["state_dict"]
+        for key in [key for key in state if key.startswith(self._frozen_prefixes())]:
+            del state[key]
         pools = {}
         for name, pool in self.image_pools().items():
             images = pool.state_dict()["images"]
@@ -236,6 +249,10 @@ class GenerativeModule(ZooModule):
             checkpoint["image_pools"] = pools
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():  # the frozen weights this module was built with
+            if key.startswith(self._frozen_prefixes()):
+                state.setdefault(key, value)
         saved = checkpoint.get("image_pools", {})
         for name, pool in self.image_pools().items():
             if name not in saved:

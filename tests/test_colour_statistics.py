@@ -33,3 +33,18 @@ def test_identical_colour_distributions_give_zero_and_a_colour_shift_its_size():
 def test_images_that_are_not_rgb_batches_are_refused():
     with pytest.raises(ValueError, match=r"generated images must be \(B, 3, H, W\)"):
         ColourStatisticsDistance().update(torch.rand(3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_per_class_distance_averages_the_classes_own_distances():
+    generator = torch.Generator().manual_seed(2)
+    real = torch.rand(6, 3, 4, 4, generator=generator)
+    generated = torch.rand(6, 3, 4, 4, generator=generator)
+    labels = torch.tensor([1, 2, 1, 2, 1, 2])
+    metric = ColourStatisticsDistance(num_classes=3)  # class 3 never seen: left out of the mean
+    metric.update(generated, real, labels, labels)
+    per_class = []
+    for label in (1, 2):
+        single = ColourStatisticsDistance()
+        single.update(generated[labels == label], real[labels == label])
+        per_class.append(float(single.compute()))
+    assert float(metric.compute()) == pytest.approx(np.mean(per_class), rel=1e-5)

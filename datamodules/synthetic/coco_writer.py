@@ -73,12 +73,12 @@ def coco_categories() -> list[dict[str, Any]]:
     return [{"id": c.category_id, "name": c.name, "supercategory": c.supercategory} for c in THING_CLASSES]
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def write_png(path: Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
 
 
-def _check_arguments(split: str, num_images: int, image_size: int, seed: int) -> None:
+def check_arguments(split: str, num_images: int, image_size: int, seed: int) -> None:
     if not _SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split must be a plain name (letters, digits, '_', '-'), got {split!r}")
     if num_images < 0:
@@ -144,7 +144,7 @@ def write_coco_split(
 
     Image ids are ``1..num_images``; annotations list each image's things bottom to top, with the same
     ids in both files. ``progress`` shows a progress bar on a terminal."""
-    _check_arguments(split, num_images, image_size, seed)
+    check_arguments(split, num_images, image_size, seed)
     out_dir = Path(out_dir)
     image_dir = out_dir / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,7 @@ def write_coco_split(
         image_id = index + 1
         scene: Scene = render_scene(scene_rng(seed, split, index), image_size, config)
         file_name = f"{image_id:06d}.png"
-        _write_png(image_dir / file_name, scene.image)
+        write_png(image_dir / file_name, scene.image)
         images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
         points = scene_keypoints(scene) if keypoints else [None] * len(scene.things)
         for thing, thing_points in zip(scene.things, points, strict=True):

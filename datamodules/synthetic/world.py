@@ -161,9 +161,12 @@ class Scene:
 Layer = tuple[int, tuple[Shape, ...], bool]  # (instance id, shapes, iscrowd), bottom to top
 
 
-def render_stuff(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Textured background ``(S, S, 3)`` uint8 and its stuff label map ``(S, S)`` uint8 (category ids)."""
-    num_regions = int(rng.integers(2, 5))
+def render_stuff(
+    rng: np.random.Generator, image_size: int, num_regions: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Textured background ``(S, S, 3)`` uint8 and its stuff label map ``(S, S)`` uint8 (category ids), of
+    ``num_regions`` regions (default: 2-4, drawn from ``rng``)."""
+    num_regions = int(rng.integers(2, 5)) if num_regions is None else num_regions
     regions = region_layout(rng, image_size, num_regions)
     class_of_region = rng.integers(len(STUFF_CLASSES), size=num_regions)
     stuff_map = np.array([STUFF_CLASSES[c].category_id for c in class_of_region], np.uint8)[regions]

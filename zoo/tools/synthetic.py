@@ -1,18 +1,35 @@
-"""``zoo synthetic``: write the synthetic world as a COCO instances and keypoints dataset (train and val
-splits).
+"""``zoo synthetic``: write the synthetic world in real dataset formats (train and val splits).
 
-Layout under ``--out``: ``images/{train,val}/<image_id:06d>.png``,
-``annotations/instances_{train,val}.json`` and, from the same rendering,
-``annotations/keypoints_{train,val}.json`` (COCO keypoint format; the keypoints of each class are defined in
-``datamodules.synthetic.keypoints``). The val split uses its own seed stream, so it never repeats train
-images; the same arguments always give byte-identical files.
+``--formats`` picks them (comma list, default ``coco``); under ``--out``:
+
+- ``coco``: ``images/{train,val}/<image_id:06d>.png``, ``annotations/instances_{train,val}.json`` and, from
+  the same rendering, ``annotations/keypoints_{train,val}.json`` (COCO keypoint format; the keypoints of
+  each class are defined in ``datamodules.synthetic.keypoints``);
+- ``pix2pix``: ``pix2pix/{train,val}/<id>.png`` A|B pairs, label map | photo;
+- ``cyclegan``: ``cyclegan/{trainA,trainB,testA,testB}/<id>.png``, two unpaired colour styles (test = the
+  val count);
+- ``sr``: ``sr/{train,val}/<id>.png`` high-resolution renders;
+- ``style``: ``style/{train,val}/<id>.png`` content renders and ``style/style.png``;
+- ``classes``: ``classes/{train,val}/<class_name>/<id>.png``, one centred 32 x 32 thing per image, the
+  train and val counts split evenly over the classes
+(``datamodules.synthetic.image_layouts``). Every split and layout uses its own seed stream, so val never
+repeats train images; the same arguments always give byte-identical files.
 """
 
 import argparse
 from pathlib import Path
 
 from datamodules.synthetic.coco_writer import write_coco_split
-from datamodules.synthetic.world import SceneConfig
+from datamodules.synthetic.image_layouts import (
+    write_class_images_split,
+    write_cyclegan_split,
+    write_pix2pix_split,
+    write_style_transfer,
+    write_super_resolution_split,
+)
+from datamodules.synthetic.world import THING_CLASSES, SceneConfig
+
+FORMATS = ("coco", "pix2pix", "cyclegan", "sr", "style", "classes")
 
 
 def _non_negative(text: str) -> int:
@@ -29,10 +46,18 @@ def _probability(text: str) -> float:
     return value
 
 
+def _formats(text: str) -> list[str]:
+    formats = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FORMATS)}, got {text!r}")
+    return list(dict.fromkeys(formats))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo synthetic",
-        description="Write the synthetic world as COCO instances and keypoints (train and val splits).",
+        description="Write the synthetic world in real dataset formats (train and val splits).",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--train-images", type=_non_negative, default=1000, help="number of train images")
@@ -43,15 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--crowd-prob",
         type=_probability,
         default=SceneConfig.crowd_prob,
-        help="probability that an image gets one iscrowd region",
+        help="probability that an image gets one iscrowd region (coco)",
+    )
+    parser.add_argument(
+        "--formats",
+        type=_formats,
+        default=["coco"],
+        help=f"comma list of formats to write, from {','.join(FORMATS)} (default: coco)",
     )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.size < 32:
-        build_parser().error(f"--size must be >= 32, got {args.size}")
+def _write_coco(args: argparse.Namespace) -> None:
     config = SceneConfig(crowd_prob=args.crowd_prob)
     for split, count in (("train", args.train_images), ("val", args.val_images)):
         files = write_coco_split(
@@ -61,4 +89,42 @@ def main(argv: list[str] | None = None) -> int:
             f"{split}: {count} images in {args.out / 'images' / split}, "
             f"annotations {files.instances} and {files.keypoints}"
         )
+
+
+def _write_image_layout(layout: str, args: argparse.Namespace) -> None:
+    """One of the generative family's layouts under ``--out/<layout>``, with one summary line per split."""
+    root, size, seed = args.out / layout, args.size, args.seed
+    if layout == "style":
+        style = write_style_transfer(root, args.train_images, args.val_images, size, seed, progress=True)
+        print(
+            f"style: {args.train_images} train and {args.val_images} val content images in "
+            f"{root / 'train'} and {root / 'val'}, style image {style}"
+        )
+        return
+    for split, count in (("train", args.train_images), ("val", args.val_images)):
+        if layout == "pix2pix":
+            folder = write_pix2pix_split(root, split, count, size, seed, progress=True)
+            print(f"pix2pix {split}: {count} A|B pairs (label map | photo) in {folder}")
+        elif layout == "cyclegan":
+            phase = "train" if split == "train" else "test"
+            a, b = write_cyclegan_split(root, phase, count, count, size, seed, progress=True)
+            print(f"cyclegan {phase}: {count} domain A images in {a}, {count} domain B images in {b}")
+        elif layout == "sr":
+            folder = write_super_resolution_split(root, split, count, size, seed, progress=True)
+            print(f"sr {split}: {count} high-resolution images in {folder}")
+        else:
+            per_class = count // len(THING_CLASSES)
+            folder = write_class_images_split(root, split, per_class, seed=seed, progress=True)
+            print(f"classes {split}: {per_class} images per class ({len(THING_CLASSES)} classes) in {folder}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.size < 32:
+        build_parser().error(f"--size must be >= 32, got {args.size}")
+    for layout in args.formats:
+        if layout == "coco":
+            _write_coco(args)
+        else:
+            _write_image_layout(layout, args)
     return 0

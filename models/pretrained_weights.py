@@ -1,0 +1,50 @@
+"""The one rule for pretrained networks whose weights come from outside (VGG perceptual features, the FID
+Inception-v3, LPIPS backbones): nothing is downloaded -- clusters have no internet -- so every such network
+takes a LOCAL weights file, a missing one is an error saying which file and where users get it, and random
+weights are given only when explicitly asked for (``random_weights_for_tests=True``), with a loud warning."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+
+def local_weights_file(
+    weights_path: str | Path | None,
+    *,
+    network: str,
+    source: str,
+    random_weights_for_tests: bool = False,
+) -> Path | None:
+    """The checked local weights file of `network`, or None when random weights were asked for (after a
+    warning that every number computed with them is meaningless).
+
+    `source` says where users get the file (e.g. torchvision's URL); it goes into the error message. Raises
+    FileNotFoundError when no path is given or the file does not exist, ValueError when both a path and
+    ``random_weights_for_tests`` are given."""
+    given = weights_path is not None and str(weights_path) not in ("", "None")
+    if random_weights_for_tests:
+        if given:
+            raise ValueError(
+                f"{network}: got both weights_path={weights_path} and random_weights_for_tests=True; pass one"
+            )
+        warnings.warn(
+            f"{network} has RANDOM weights (random_weights_for_tests=True): its features, and every loss or "
+            "metric computed from them, are meaningless. Use this only in tests.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    if not given:
+        # jsonargparse can turn a nested `null` into the string "None" (see models.backbones.resnet_body).
+        raise FileNotFoundError(
+            f"{network} needs a local weights file and got weights_path={weights_path!r}: download {source} "
+            "and pass its path (nothing is downloaded here); random weights only with "
+            "random_weights_for_tests=True"
+        )
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{network} weights {path} not found: download {source} and pass its local path as weights_path"
+        )
+    return path
