@@ -37,3 +37,16 @@ def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_coco_instances(out, "train", num_images=8, image_size=64, seed=0)
     write_coco_instances(out, "val", num_images=5, image_size=64, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_generative(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic world's generative layouts, tiny (8 train / 4 val images of 64 px), written by the
+    real ``zoo synthetic`` tool: pix2pix/, cyclegan/, sr/, style/, classes/."""
+    from zoo.tools import synthetic
+
+    out = tmp_path_factory.mktemp("synthetic_generative")
+    formats = "pix2pix,cyclegan,sr,style,classes"
+    arguments = ["--out", str(out), "--train-images", "8", "--val-images", "4", "--size", "64"]
+    assert synthetic.main([*arguments, "--formats", formats]) == 0
+    return out
