@@ -41,3 +41,4 @@ lint: $(INSTALLED)
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/mask_rcnn.py
 	$(BIN)/python benchmarks/heatmaps.py
+	$(BIN)/python benchmarks/gans.py

@@ -271,12 +271,20 @@ class GenerativeModule(ZooModule):
     def set_evaluation_metrics(self, make: Callable[[], dict[str, Metric]]) -> None:
         """One set of torchmetrics per evaluated split (``self.evaluation_metrics[split][name]``), which
         ``evaluation_step`` updates and ``evaluation_epoch_end`` computes (synced across DDP ranks by
-        torchmetrics), logs as ``<split>/<name>`` and resets."""
+        torchmetrics), logs as ``<split>/<name>`` (a metric computing a dict: each entry as
+        ``<split>/<name>_<key>``) and resets."""
         self.evaluation_metrics = nn.ModuleDict({split: nn.ModuleDict(make()) for split in ("val", "test")})
 
     def evaluation_epoch_end(self, split: str) -> None:
         metrics = self.evaluation_metrics[split]
-        self.log_dict({f"{split}/{name}": metric.compute() for name, metric in metrics.items()})
+        logged = {}
+        for name, metric in metrics.items():
+            value = metric.compute()
+            if isinstance(value, dict):
+                logged.update({f"{split}/{name}_{key}": entry for key, entry in value.items()})
+            else:
+                logged[f"{split}/{name}"] = value
+        self.log_dict(logged)
         for metric in metrics.values():
             metric.reset()
         self.flush_samples(split)

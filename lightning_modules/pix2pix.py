@@ -7,11 +7,12 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from datamodules.batch import ImageBatch
 from datamodules.metadata import DatasetMetadata
 from lightning_modules.generative import GenerativeModule, to_signed, to_unit
+from metrics.fcn_score import FCNScore, cityscapes_colours_to_train_ids
 from models.gan_losses import MODES, adversarial_loss, discriminator_loss
 
 
@@ -29,7 +30,12 @@ class Pix2Pix(GenerativeModule):
     statistics of the test batch"): with ``paper_inference`` the generator translates in training mode,
     its BatchNorm running statistics restored afterwards so evaluation leaves no trace on the weights.
 
-    Metrics per split: ``L1`` (mean absolute error in [0, 1] to the target; the main metric), ``PSNR``.
+    Metrics per split: ``L1`` (mean absolute error in [0, 1] to the target; the main metric), ``PSNR``;
+    given ``fcn_score``, the FCN score of Sec. 4.1 (``metrics.fcn_score.FCNScore``: the generated photos
+    segmented by that network against the train ids of the Cityscapes colour label map ``a``, decoded by
+    ``cityscapes_colours_to_train_ids``): ``FCN_per_pixel_accuracy``, ``FCN_per_class_accuracy``,
+    ``FCN_class_IoU``. The official Cityscapes A|B files hold the photo left and the label map right, so
+    labels -> photo is ``direction: BtoA``.
 
     Args:
         generator: e.g. ``models.unet_generator.UNetGenerator`` (a -> b in [-1, 1]).
@@ -37,6 +43,9 @@ class Pix2Pix(GenerativeModule):
         l1_weight: lambda of Eq. 4.
         gan_mode: ``vanilla`` (the paper's cross-entropy) or ``lsgan``.
         paper_inference: translate in training mode at evaluation (above); False: ``eval()`` mode.
+        fcn_score: the frozen Cityscapes segmentation network of the FCN score (images in [0, 1] -> logits
+            over the 19 train ids), e.g. ``metrics.fcn_score.ExportedSegmenter``; None: no FCN score. It
+            lives inside the metric (under ``evaluation_metrics``), so checkpoints leave its weights out.
         others: see ``GenerativeModule``.
     """
 
@@ -51,6 +60,7 @@ class Pix2Pix(GenerativeModule):
         l1_weight: float = 100.0,
         gan_mode: str = "vanilla",
         paper_inference: bool = True,
+        fcn_score: nn.Module | None = None,
         **kwargs,
     ) -> None:
         super().__init__(metadata, **kwargs)
@@ -61,7 +71,14 @@ class Pix2Pix(GenerativeModule):
         self.l1_weight = l1_weight
         self.gan_mode = gan_mode
         self.paper_inference = paper_inference
-        self.set_evaluation_metrics(lambda: {"L1": MeanMetric(), "PSNR": MeanMetric()})
+
+        def metrics() -> dict[str, Metric]:
+            chosen: dict[str, Metric] = {"L1": MeanMetric(), "PSNR": MeanMetric()}
+            if fcn_score is not None:
+                chosen["FCN"] = FCNScore(fcn_score)
+            return chosen
+
+        self.set_evaluation_metrics(metrics)
 
     def generate(self, batch: ImageBatch) -> dict[str, Tensor]:
         return {"fake_b": self.generator(to_signed(batch["a"]))}
@@ -106,4 +123,6 @@ class Pix2Pix(GenerativeModule):
         metrics["L1"].update((output - target).abs().mean((1, 2, 3)))
         mse = ((output - target) ** 2).mean((1, 2, 3)).clamp_min(1e-10)
         metrics["PSNR"].update(10 * torch.log10(1 / mse))
+        if "FCN" in metrics:
+            metrics["FCN"].update(output, cityscapes_colours_to_train_ids(batch["a"]))
         self.add_samples(split, [batch["a"], output, target], ["input", "output", "target"])
