@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb
 from PIL import Image
 
 from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.test_exact_resume import assert_identical
 from zoo.cli import run_cli
 
 EXPERIMENTS = REPO_ROOT / "experiments"
@@ -119,3 +121,54 @@ def test_a_missing_srresnet_checkpoint_is_named(tiny_generative: Path, tmp_path:
             f"--model.init_args.generator_checkpoint={tmp_path / 'no-such.ckpt'}",
             "--model.init_args.vgg.init_args.random_weights_for_tests=true",
         )
+
+
+def test_pix2pix_logs_input_output_target_grids_to_wandb(tiny_generative: Path, tmp_path: Path) -> None:
+    """W&B offline: 3 grid rows for the one validation, each the 128 px input | output | target."""
+    try:
+        cli = zoo(
+            "fit",
+            "pix2pix/synthetic.yaml",
+            tiny_generative,
+            tmp_path,
+            "grids",
+            *TRAINING,
+            "--model.init_args.sample_images=3",
+            "--wandb=true",
+        )
+    finally:
+        wandb.finish()
+    [offline_run] = (Path(cli.trainer.default_root_dir) / "wandb").glob("offline-run-*")
+    grids = sorted((offline_run / "files" / "media" / "images" / "val").glob("predictions_*.png"))
+    assert len(grids) == 3
+    with Image.open(grids[0]) as grid:
+        assert grid.size == (3 * 128, 128)
+
+
+def _state(cli) -> dict:
+    trainer = cli.trainer
+    return {
+        "model": cli.model.state_dict(),
+        "optimizers": [optimizer.state_dict() for optimizer in trainer.optimizers],
+        "schedulers": [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs],
+        "pools": {name: pool.state_dict() for name, pool in cli.model.image_pools().items()},
+    }
+
+
+def test_cyclegan_resumes_exactly_pools_included(tiny_generative: Path, tmp_path: Path) -> None:
+    """4 steps in one go equal 2 steps, a stop and a resume: both generators and discriminators, both
+    optimizers and schedules and both image pools, bit for bit (the data's random B images included)."""
+    expected = _state(
+        zoo("fit", "cyclegan/synthetic.yaml", tiny_generative, tmp_path, "one-go", "--trainer.max_steps=4")
+    )
+    zoo("fit", "cyclegan/synthetic.yaml", tiny_generative, tmp_path, "stopped", "--trainer.max_steps=2")
+    resumed = zoo(
+        "fit",
+        "cyclegan/synthetic.yaml",
+        tiny_generative,
+        tmp_path,
+        "stopped",
+        "--trainer.max_steps=4",
+        "--ckpt_path=last",
+    )
+    assert_identical(_state(resumed), expected)
