@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
+
 CHECKPOINT_PREFIXES = ("model.module.", "module.")  # train.py's Trainer(DataParallel(PoseNet)), DataParallel
 
 # (official, ours) name prefixes; ``{i}`` is a stack index. The kind says what follows the prefix.
@@ -165,24 +167,8 @@ def load_official_state_dict(
     default momentum); any other missing, unexpected or mis-shaped name is a ValueError naming it.
     """
     converted = convert_official_state_dict(official)
-    expected = model.state_dict()
-    missing = [n for n in expected if n not in converted and not n.endswith("num_batches_tracked")]
-    unexpected = [n for n in converted if n not in expected]
-    wrong_shape = [
-        f"{our_name_to_official(n)} {tuple(v.shape)} (ours {n} {tuple(expected[n].shape)})"
-        for n, v in converted.items()
-        if n in expected and v.shape != expected[n].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        problems = []
-        if missing:
-            names = [f"{our_name_to_official(n)} (ours {n})" for n in missing[:5]]
-            problems.append(f"{len(missing)} missing: {', '.join(names)}")
-        if unexpected:
-            names = [f"{our_name_to_official(n)} (ours {n})" for n in unexpected[:5]]
-            problems.append(f"{len(unexpected)} unexpected: {', '.join(names)}")
-        if wrong_shape:
-            problems.append(f"{len(wrong_shape)} with other shapes: {', '.join(wrong_shape[:5])}")
+    problems = state_dict_problems(model, converted, our_name_to_official)
+    if problems:
         try:
             found = ", ".join(f"{key}={value}" for key, value in official_config(official).items())
         except ValueError:
@@ -191,7 +177,7 @@ def load_official_state_dict(
             f"{source} does not fit the model ({_describe(model)}; the checkpoint looks like {found}) -- "
             + "; ".join(problems)
         )
-    model.load_state_dict(converted, strict=all(name in converted for name in expected))
+    load_fitting_state_dict(model, converted, problems)
 
 
 def load_official_weights(model: nn.Module, path: str | Path) -> None:

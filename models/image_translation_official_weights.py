@@ -25,6 +25,8 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
+
 DATA_PARALLEL_PREFIX = "module."
 _RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -79,24 +81,10 @@ def load_official_generator(model: nn.Module, official: Mapping[str, Tensor]) ->
     """Load an official generator state dict (``latest_net_G.pth``'s content) into ``model`` strictly:
     a ``UNetGenerator`` / ``ResNetGenerator`` built with the checkpoint's settings."""
     converted = convert_official_generator_state_dict(official, model)
-    expected = model.state_dict()
-    missing = [n for n in expected if n not in converted and not n.endswith("num_batches_tracked")]
-    unexpected = [n for n in converted if n not in expected]
-    wrong_shape = [
-        f"{n} {tuple(v.shape)} (model: {tuple(expected[n].shape)})"
-        for n, v in converted.items()
-        if n in expected and v.shape != expected[n].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing: {', '.join(missing[:8])}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected: {', '.join(unexpected[:8])}")
-        if wrong_shape:
-            problems.append(f"{len(wrong_shape)} with other shapes: {', '.join(wrong_shape[:8])}")
+    problems = state_dict_problems(model, converted, shown=8)
+    if problems:
         raise ValueError(
             f"official generator state dict ({describe_official_generator(official)}) does not fit "
             f"{type(model).__name__} -- " + "; ".join(problems)
         )
-    model.load_state_dict(converted, strict=all(name in converted for name in expected))
+    load_fitting_state_dict(model, converted, problems)

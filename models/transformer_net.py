@@ -22,6 +22,8 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
+
 # Style models saved by torch < 0.4 carry InstanceNorm running statistics that InstanceNorm2d no longer
 # has (track_running_stats=False); pytorch/examples' neural_style.py deletes them with this pattern.
 STALE_INSTANCE_NORM_KEY = re.compile(r"in\d+\.running_(mean|var)$")
@@ -114,23 +116,7 @@ def load_official_style_model(model: TransformerNet, official: Mapping[str, Tens
     weights_only=True)``) into ``model``; a missing, unexpected or mis-shaped name is a ValueError naming
     it."""
     state = convert_official_style_state_dict(official)
-    expected = model.state_dict()
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
-    wrong_shape = [
-        f"{name} {tuple(value.shape)} (ours {tuple(expected[name].shape)})"
-        for name, value in state.items()
-        if name in expected and value.shape != expected[name].shape
-    ]
-    problems = [
-        f"{len(names)} {kind}: {', '.join(names[:5])}"
-        for kind, names in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("with other shapes", wrong_shape),
-        )
-        if names
-    ]
+    problems = state_dict_problems(model, state)
     if problems:
         raise ValueError("state dict is not a pytorch/examples TransformerNet -- " + "; ".join(problems))
-    model.load_state_dict(state)
+    load_fitting_state_dict(model, state, problems)

@@ -126,7 +126,7 @@ def test_mismatches_name_the_keys_and_the_checkpoint():
             {k: v for k, v in official.items() if k != "model.1.weight"},
         )
     with pytest.raises(
-        ValueError, match=r"other shapes: model\.1\.weight \(8, 3, 7, 7\) \(model: \(16, 3, 7, 7\)\)"
+        ValueError, match=r"other shapes: model\.1\.weight \(8, 3, 7, 7\) \(ours \(16, 3, 7, 7\)\)"
     ):
         load_official_generator(ResNetGenerator(base_channels=16, num_blocks=3), official)
     unet = random_state(official_unet_layout(num_downs=6, ngf=4))
