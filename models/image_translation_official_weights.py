@@ -27,6 +27,10 @@ from torch import Tensor, nn
 
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
 
+OFFICIAL_SOURCE = (
+    "junyanz/pytorch-CycleGAN-and-pix2pix's released latest_net_G.pth (scripts/download_*_model.sh)"
+)
+
 DATA_PARALLEL_PREFIX = "module."
 _RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 

@@ -48,3 +48,12 @@ def local_weights_file(
             f"{network} weights {path} not found: download {source} and pass its local path as weights_path"
         )
     return path
+
+
+def read_state_dict(path: str | Path, *, network: str, source: str) -> dict:
+    """A released checkpoint's state dict from a local file (tensors only: ``weights_only`` loading), for
+    a network's ``official_weights`` argument; a missing file is an error naming it and its source."""
+    checked = local_weights_file(path, network=network, source=source)
+    import torch  # here: the module above is import-light for the CLI's tools
+
+    return torch.load(checked, map_location="cpu", weights_only=True)

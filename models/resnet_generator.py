@@ -13,10 +13,14 @@ last 7x7 convolution always has one; tanh output.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from models.gan_init import init_gan_weights
 from models.gan_norm import conv_bias, norm_layer
+from models.image_translation_official_weights import OFFICIAL_SOURCE, load_official_generator
+from models.pretrained_weights import read_state_dict
 
 PADDINGS = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "zero": None}
 
@@ -62,7 +66,8 @@ class ResNetGenerator(nn.Module):
     H and W multiples of 4 (two stride-2 down-samplings, two stride-1/2 up-samplings).
 
     Defaults = the official ``resnet_9blocks`` with InstanceNorm and no dropout (CycleGAN): 11,378,179
-    parameters. ``num_blocks=6`` is the paper's 128 x 128 network. Weights N(0, 0.02)."""
+    parameters. ``num_blocks=6`` is the paper's 128 x 128 network. Weights N(0, 0.02), or
+    ``official_weights``: a released ``latest_net_G.pth`` (local file)."""
 
     num_downsamplings = 2
 
@@ -75,6 +80,7 @@ class ResNetGenerator(nn.Module):
         norm: str = "instance",
         padding: str = "reflect",
         dropout: bool = False,
+        official_weights: str | Path | None = None,
     ) -> None:
         super().__init__()
         bias = conv_bias(norm)
@@ -102,6 +108,10 @@ class ResNetGenerator(nn.Module):
         layers += [*_padded_conv(channels, out_channels, 7, "reflect", bias=True), nn.Tanh()]  # c7s1-3
         self.model = nn.Sequential(*layers)
         init_gan_weights(self)
+        if official_weights is not None:  # the released generator, by its official names
+            load_official_generator(
+                self, read_state_dict(official_weights, network="ResNetGenerator", source=OFFICIAL_SOURCE)
+            )
 
     def forward(self, images: Tensor) -> Tensor:
         multiple = 2**self.num_downsamplings

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from torch import Tensor, nn
 
+from models.pretrained_weights import read_state_dict
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
+
+OFFICIAL_SOURCE = "pytorch/examples' saved style models (fast_neural_style/download_saved_models.py)"
 
 # Style models saved by torch < 0.4 carry InstanceNorm running statistics that InstanceNorm2d no longer
 # has (track_running_stats=False); pytorch/examples' neural_style.py deletes them with this pattern.
@@ -70,9 +74,10 @@ class TransformerNet(nn.Module):
 
     (B, 3, H, W) RGB in 0..255 -> (B, 3, H, W) stylised RGB, approximately 0..255 and not clamped (clamp to
     0..255 for display). H and W should be multiples of 4 for the output to have the input's size.
+    ``official_weights``: a saved pytorch/examples style model (local file), loaded by its official names.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, official_weights: str | Path | None = None) -> None:
         super().__init__()
         self.conv1 = ReflectionConv(3, 32, 9)
         self.in1 = nn.InstanceNorm2d(32, affine=True)
@@ -91,6 +96,9 @@ class TransformerNet(nn.Module):
         self.in5 = nn.InstanceNorm2d(32, affine=True)
         self.deconv3 = ReflectionConv(32, 3, 9)
         self.relu = nn.ReLU()
+        if official_weights is not None:  # a saved pytorch/examples style model (candy.pth, mosaic.pth...)
+            official = read_state_dict(official_weights, network="TransformerNet", source=OFFICIAL_SOURCE)
+            load_official_style_model(self, official)
 
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != 3:

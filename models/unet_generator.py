@@ -18,11 +18,15 @@ phase" (Sec. 3.3: dropout on, batch statistics) -- the caller chooses train or e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
 from models.gan_init import init_gan_weights
 from models.gan_norm import conv_bias, norm_layer
+from models.image_translation_official_weights import OFFICIAL_SOURCE, load_official_generator
+from models.pretrained_weights import read_state_dict
 
 
 class UNetSkipBlock(nn.Module):
@@ -81,7 +85,8 @@ class UNetGenerator(nn.Module):
     [-1, 1] (tanh); H and W multiples of ``2**num_downs`` (the innermost level is 1 x 1 at 256 x 256).
 
     ``num_downs`` down-samplings: the first four go to ``base * (1, 2, 4, 8)`` channels, the rest stay at
-    ``base * 8``. Defaults = the official ``unet_256``: 54,413,955 parameters. Weights N(0, 0.02)."""
+    ``base * 8``. Defaults = the official ``unet_256``: 54,413,955 parameters. Weights N(0, 0.02), or
+    ``official_weights``: a released ``latest_net_G.pth`` (local file)."""
 
     def __init__(
         self,
@@ -91,6 +96,7 @@ class UNetGenerator(nn.Module):
         base_channels: int = 64,
         norm: str = "batch",
         dropout: bool = True,
+        official_weights: str | Path | None = None,
     ) -> None:
         super().__init__()
         if num_downs < 5:
@@ -110,6 +116,10 @@ class UNetGenerator(nn.Module):
             out_channels, base_channels, in_channels=in_channels, inner=block, outermost=True, norm=norm
         )
         init_gan_weights(self)
+        if official_weights is not None:  # the released generator, by its official names
+            load_official_generator(
+                self, read_state_dict(official_weights, network="UNetGenerator", source=OFFICIAL_SOURCE)
+            )
 
     def forward(self, images: Tensor) -> Tensor:
         multiple = 2**self.num_downs

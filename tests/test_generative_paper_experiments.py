@@ -149,6 +149,7 @@ def assert_pix2pix_official_networks_and_optimisation(module: dict[str, Any]) ->
         "base_channels": 64,
         "norm": "batch",
         "dropout": True,
+        "official_weights": None,  # trained from scratch (a released latest_net_G.pth would go here)
     }
     assert discriminator["class_path"] == "models.patch_gan.PatchGANDiscriminator"
     assert discriminator["init_args"] == {
@@ -250,6 +251,7 @@ def test_cyclegan_horse2zebra_is_the_official_recipe(
             "norm": "instance",
             "padding": "reflect",
             "dropout": False,
+            "official_weights": None,
         }
     for name in ("discriminator_a", "discriminator_b"):
         assert module[name]["class_path"] == "models.patch_gan.PatchGANDiscriminator"

@@ -140,3 +140,21 @@ def test_mismatches_name_the_keys_and_the_checkpoint():
     mixed = {"module.model.1.weight": official["model.1.weight"], "model.1.bias": official["model.1.bias"]}
     with pytest.raises(ValueError, match=r"mixes 'module\.'"):
         load_official_generator(ResNetGenerator(base_channels=8, num_blocks=3), mixed)
+
+
+def test_generators_take_a_released_file_as_official_weights(tmp_path):
+    """What an experiment YAML passes (``generator: {class_path: ..., init_args: {official_weights: ...}}``):
+    a local ``latest_net_G.pth``, loaded by its official names; a missing file is named."""
+    for model_class, layout, settings in (
+        (UNetGenerator, official_unet_layout(num_downs=5, ngf=4), {"num_downs": 5, "base_channels": 4}),
+        (ResNetGenerator, official_resnet_layout(n_blocks=2, ngf=4), {"num_blocks": 2, "base_channels": 4}),
+    ):
+        official = random_state(layout, seed=5)
+        path = tmp_path / f"{model_class.__name__}_latest_net_G.pth"
+        torch.save(official, path)
+        loaded = model_class(**settings, official_weights=path).state_dict()
+        for name, value in loaded.items():
+            if name in official:
+                assert torch.equal(value, official[name]), name
+        with pytest.raises(FileNotFoundError, match=r"no-such_net_G\.pth not found.*latest_net_G"):
+            model_class(**settings, official_weights=tmp_path / "no-such_net_G.pth")

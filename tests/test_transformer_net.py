@@ -111,3 +111,14 @@ def test_wrong_missing_or_mis_shaped_names_are_named() -> None:
     extra["res1.conv1.conv2d.running_mean"] = torch.zeros(128)
     with pytest.raises(ValueError, match=r"unexpected: res1\.conv1\.conv2d\.running_mean"):
         load_official_style_model(model, extra)
+
+
+def test_a_saved_style_model_file_loads_through_the_constructor(tmp_path) -> None:
+    official = official_style_state_dict(seed=2)
+    path = tmp_path / "candy.pth"
+    torch.save(official, path)
+    loaded = TransformerNet(official_weights=path).state_dict()
+    for name, value in loaded.items():
+        assert torch.equal(value, official[name]), name
+    with pytest.raises(FileNotFoundError, match=r"mosaic\.pth not found.*pytorch/examples"):
+        TransformerNet(official_weights=tmp_path / "mosaic.pth")
