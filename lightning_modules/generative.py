@@ -219,9 +219,8 @@ class GenerativeModule(ZooModule):
             self._step_schedules()
 
     def _step_schedules(self) -> None:
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
+        for config in self.trainer.lr_scheduler_configs:
+            config.scheduler.step()
 
     # --- checkpoints: image pools in, frozen pretrained weights out ---------------------------------
 

@@ -13,6 +13,7 @@ from datamodules.batch import ImageBatch
 from datamodules.metadata import DatasetMetadata
 from lightning_modules.generative import GenerativeModule, to_signed, to_unit
 from metrics.fcn_score import FCNScore, cityscapes_colours_to_train_ids
+from metrics.image_quality import PSNR
 from models.gan_losses import MODES, adversarial_loss, discriminator_loss
 
 
@@ -73,7 +74,7 @@ class Pix2Pix(GenerativeModule):
         self.paper_inference = paper_inference
 
         def metrics() -> dict[str, Metric]:
-            chosen: dict[str, Metric] = {"L1": MeanMetric(), "PSNR": MeanMetric()}
+            chosen: dict[str, Metric] = {"L1": MeanMetric(), "PSNR": PSNR(y_channel=False, quantize=False)}
             if fcn_score is not None:
                 chosen["FCN"] = FCNScore(fcn_score)
             return chosen
@@ -121,8 +122,7 @@ class Pix2Pix(GenerativeModule):
         target = batch["b"]
         metrics = self.evaluation_metrics[split]
         metrics["L1"].update((output - target).abs().mean((1, 2, 3)))
-        mse = ((output - target) ** 2).mean((1, 2, 3)).clamp_min(1e-10)
-        metrics["PSNR"].update(10 * torch.log10(1 / mse))
+        metrics["PSNR"].update(output, target)
         if "FCN" in metrics:
             metrics["FCN"].update(output, cityscapes_colours_to_train_ids(batch["a"]))
         self.add_samples(split, [batch["a"], output, target], ["input", "output", "target"])

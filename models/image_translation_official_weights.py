@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from torch import Tensor, nn
 
+from models.pretrained_weights import read_state_dict
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
 
 OFFICIAL_SOURCE = (
@@ -92,3 +94,11 @@ def load_official_generator(model: nn.Module, official: Mapping[str, Tensor]) ->
             f"{type(model).__name__} -- " + "; ".join(problems)
         )
     load_fitting_state_dict(model, converted, problems)
+
+
+def load_official_generator_file(model: nn.Module, path: str | Path) -> None:
+    """``load_official_generator`` from a released ``latest_net_G.pth`` on disk (a missing file is named
+    with where to get it): the generators' ``official_weights`` argument."""
+    load_official_generator(
+        model, read_state_dict(path, network=type(model).__name__, source=OFFICIAL_SOURCE)
+    )

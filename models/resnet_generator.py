@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from models.gan_init import init_gan_weights
 from models.gan_norm import conv_bias, norm_layer
-from models.image_translation_official_weights import OFFICIAL_SOURCE, load_official_generator
-from models.pretrained_weights import read_state_dict
+from models.image_translation_official_weights import load_official_generator_file
 
 PADDINGS = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "zero": None}
 
@@ -109,9 +108,7 @@ class ResNetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
         init_gan_weights(self)
         if official_weights is not None:  # the released generator, by its official names
-            load_official_generator(
-                self, read_state_dict(official_weights, network="ResNetGenerator", source=OFFICIAL_SOURCE)
-            )
+            load_official_generator_file(self, official_weights)
 
     def forward(self, images: Tensor) -> Tensor:
         multiple = 2**self.num_downsamplings
