@@ -19,6 +19,11 @@ Labels and ``num_classes`` -- one rule everywhere:
   background, so their classifiers have C + 1 outputs; models without one (CenterNet's heatmaps) map
   label l to channel l - 1. Metrics map labels to dataset category ids through
   ``DatasetMetadata.label_to_category_id``; overlays name labels through ``DatasetMetadata.label_names``.
+
+Semantic classes (panoptic segmentation) extend the same rule: the S stuff classes of
+``DatasetMetadata.stuff_names`` come first (semantic class 0..S-1), then the C thing classes (label l is
+semantic class S + l - 1), UPSNet's layout; void pixels are ``IGNORE_INDEX``. Crowd regions keep their
+thing class in ``semantic`` but have no instance (no box, label or mask); ``segments`` lists them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class Target(TypedDict, total=False):
     crop_to_image: Tensor  # float64 (2, 3): affine map of a top-down crop's pixels to its source image's
     instance_ids: Tensor  # int64 (N,): identities that persist across the frames of a video
     semantic: Tensor  # int64 (H, W): semantic class per pixel, IGNORE_INDEX where unlabelled
+    panoptic: Tensor  # int64 (H, W): panoptic segment id per pixel, 0 = void (COCO panoptic ids)
+    segments: Tensor  # int64 (M, 3): per panoptic segment [id, category_id, iscrowd], in the JSON's order
     landmarks: Tensor  # float32 (N, L, 2): facial landmarks in pixels (NaN where not annotated)
     dense_points: Tensor  # float32 (N, P, 5): DensePose points x, y (box frame), part index, u, v
 

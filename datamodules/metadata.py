@@ -27,6 +27,8 @@ class DatasetMetadata:
     oks_sigmas: tuple[float, ...] = ()
     normalizing_keypoints: tuple[int, int] | None = None  # NME's normaliser (300W: outer eye corners 36, 45)
     style_image: Path | None = None  # style transfer: the one style image every content image takes on
+    stuff_names: tuple[str, ...] = ()  # panoptic: the stuff classes, semantic classes 0..S-1
+    stuff_category_ids: tuple[int, ...] = ()  # panoptic: the dataset category id of each stuff class
 
     def __post_init__(self) -> None:
         outside = sorted(set(self.label_to_category_id) - set(range(1, len(self.class_names) + 1)))
@@ -34,6 +36,14 @@ class DatasetMetadata:
             raise ValueError(
                 f"labels must lie in 1..{len(self.class_names)} (one per class name), got {outside}"
             )
+
+        if len(self.stuff_names) != len(self.stuff_category_ids):
+            raise ValueError(
+                f"{len(self.stuff_names)} stuff names for {len(self.stuff_category_ids)} stuff category ids"
+            )
+        shared = sorted(set(self.stuff_category_ids) & set(self.label_to_category_id.values()))
+        if shared:
+            raise ValueError(f"category ids {shared} are both stuff and thing categories")
 
     @classmethod
     def without_classes(cls, **fields) -> DatasetMetadata:
@@ -48,6 +58,33 @@ class DatasetMetadata:
     @property
     def label_names(self) -> dict[int, str]:
         return {label: name for label, name in enumerate(self.class_names, start=1)}
+
+    @property
+    def num_semantic_classes(self) -> int:
+        """S + C: the stuff classes, then the thing classes (the layout of ``datamodules.batch``)."""
+        return len(self.stuff_names) + self.num_classes
+
+    @property
+    def semantic_names(self) -> tuple[str, ...]:
+        """The name of each semantic class: stuff first, then things."""
+        return self.stuff_names + self.class_names
+
+    @property
+    def semantic_category_ids(self) -> tuple[int, ...]:
+        """The dataset category id of each semantic class (panoptic datasets map every thing label)."""
+        missing = sorted(set(range(1, self.num_classes + 1)) - set(self.label_to_category_id))
+        if missing:
+            raise ValueError(f"thing labels {missing} have no category id: semantic classes need all of them")
+        things = tuple(self.label_to_category_id[label] for label in range(1, self.num_classes + 1))
+        return self.stuff_category_ids + things
+
+    @property
+    def category_isthing(self) -> dict[int, bool]:
+        """Category id -> isthing for every stuff and thing category (what PQ scores)."""
+        return {
+            **{category: False for category in self.stuff_category_ids},
+            **{category: True for category in self.label_to_category_id.values()},
+        }
 
     def annotation_file(self, split: str) -> Path:
         if split not in self.annotation_files:

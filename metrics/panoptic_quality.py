@@ -13,7 +13,9 @@ Metric over DDP ranks, computed exactly as the reference ``pq_compute`` of panop
   RQ = TP / (TP + FP/2 + FN/2); the overall, things and stuff values are the plain means over the
   categories with TP + FP + FN > 0 (their number is ``N``; a category never seen reads 0 per class).
 
-States are per-category sums over a fixed category index ("sum" states): DDP ranks combine exactly.
+States are one row of per-category counts per image ("cat" states, float64 IoU sums and integer
+counts): DDP ranks combine exactly, and an image given twice under the same ``image_ids`` entry (the
+padding a ``DistributedSampler`` adds to even out the ranks) counts once -- the first occurrence.
 Written by hand: torchmetrics' ``PanopticQuality`` takes (category, instance) maps with no crowd
 regions and merges every stuff category into one segment per image, so it cannot reproduce the
 reference on COCO ground truth (``tests/test_panoptic_quality.py`` shows by how much).
@@ -33,8 +35,10 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 VOID = 0
+NO_IMAGE_ID = -1
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,9 @@ class PanopticQuality(Metric):
             raise ValueError(f"category ids must be >= 0, got {self.category_ids[0]}")
         self.isthing: list[bool] = [bool(categories[c]) for c in self.category_ids]
         self._category_index = {c: i for i, c in enumerate(self.category_ids)}
-        count = len(self.category_ids)
-        self.add_state("iou_sum", torch.zeros(count, dtype=torch.float64), dist_reduce_fx="sum")
-        for name in ("tp", "fp", "fn"):
-            self.add_state(name, torch.zeros(count, dtype=torch.int64), dist_reduce_fx="sum")
+        # per image: its id (NO_IMAGE_ID: never de-duplicated) and a (4, C) row of IoU sum, TP, FP, FN
+        self.add_state("image_ids", [], dist_reduce_fx="cat")
+        self.add_state("per_image", [], dist_reduce_fx="cat")
 
     def _table(self, segmentation: PanopticSegmentation, which: str) -> _SegmentTable:
         ids = segmentation.ids
@@ -137,24 +140,37 @@ class PanopticQuality(Metric):
         self,
         predictions: Sequence[PanopticSegmentation] | PanopticSegmentation,
         targets: Sequence[PanopticSegmentation] | PanopticSegmentation,
+        image_ids: Sequence[int] | Tensor | None = None,
     ) -> None:
-        """One prediction and one ground truth per image, of equal (H, W)."""
+        """One prediction and one ground truth per image, of equal (H, W). ``image_ids`` (one per image,
+        >= 0) lets an image seen twice -- DDP sampler padding -- count once; without them every image
+        counts."""
         if isinstance(predictions, PanopticSegmentation):
             predictions = [predictions]
         if isinstance(targets, PanopticSegmentation):
             targets = [targets]
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predictions for {len(targets)} ground truths")
-        for prediction, target in zip(predictions, targets, strict=True):
+        if image_ids is None:
+            image_ids = [NO_IMAGE_ID] * len(targets)
+        image_ids = [int(i) for i in image_ids]
+        if len(image_ids) != len(targets) or any(i < 0 for i in image_ids if i != NO_IMAGE_ID):
+            raise ValueError(f"need one image id >= 0 per image, got {image_ids} for {len(targets)} images")
+        for prediction, target, image_id in zip(predictions, targets, image_ids, strict=True):
             if prediction.ids.shape != target.ids.shape:
                 raise ValueError(
                     f"prediction ids {tuple(prediction.ids.shape)} and ground truth ids "
                     f"{tuple(target.ids.shape)} differ in size"
                 )
-            self._update_image(self._table(prediction, "predicted"), self._table(target, "ground truth"))
+            row = self._image_row(self._table(prediction, "predicted"), self._table(target, "ground truth"))
+            self.per_image.append(row[None])
+            self.image_ids.append(torch.tensor([image_id], dtype=torch.int64, device=self.device))
 
-    def _update_image(self, pred: _SegmentTable, gt: _SegmentTable) -> None:
-        device = self.tp.device
+    def _image_row(self, pred: _SegmentTable, gt: _SegmentTable) -> Tensor:
+        """(4, C) float64: per category the IoU sum of the matches, TP, FP and FN of one image."""
+        device = self.device
+        row = torch.zeros(4, len(self.category_ids), dtype=torch.float64, device=device)
+        iou_sum, tp, fp, fn = row
         pred_pixels, gt_pixels = pred.pixels.to(device), gt.pixels.to(device)
         pred_categories, gt_categories = pred.categories.to(device), gt.categories.to(device)
         gt_crowd = gt.crowd.to(device)
@@ -173,11 +189,11 @@ class PanopticQuality(Metric):
         union = pred_area[None, :] + gt_area[:, None] - intersection - pred_on_void[None, :]
         iou = intersection.double() / union.clamp_min(1).double()
         matched = same_category & ~gt_crowd[:, None] & (intersection > 0) & (iou > 0.5)
-        self.tp.index_add_(0, gt_categories, matched.sum(1))
-        self.iou_sum.index_add_(0, gt_categories, torch.where(matched, iou, 0.0).sum(1))
+        tp.index_add_(0, gt_categories, matched.sum(1).double())
+        iou_sum.index_add_(0, gt_categories, torch.where(matched, iou, 0.0).sum(1))
 
         gt_matched = matched.any(1)
-        self.fn.index_add_(0, gt_categories, (~gt_matched & ~gt_crowd).long())
+        fn.index_add_(0, gt_categories, (~gt_matched & ~gt_crowd).double())
 
         # the crowd segment of each category: the last one listed, as the reference's dict keeps it
         segment_order = torch.arange(num_gt, device=device)
@@ -188,14 +204,30 @@ class PanopticQuality(Metric):
         on_crowd = torch.where(is_category_crowd[:, None] & same_category, intersection, 0).sum(0)
         ignored = 2 * (pred_on_void + on_crowd) > pred_area  # more than half void or crowd
         false_positive = listed & ~matched.any(0) & ~ignored
-        self.fp.index_add_(0, pred_categories, false_positive.long())
+        fp.index_add_(0, pred_categories, false_positive.double())
+        return row
+
+    def _totals(self) -> Tensor:
+        """(4, C): the per-image rows summed, each image id counted once (its first row)."""
+        count = len(self.category_ids)
+        rows = (
+            dim_zero_cat(self.per_image) if self.per_image else torch.zeros(0, 4, count, dtype=torch.float64)
+        )
+        ids = dim_zero_cat(self.image_ids) if self.image_ids else torch.zeros(0, dtype=torch.int64)
+        keep = torch.ones(len(ids), dtype=torch.bool, device=ids.device)
+        seen_ids: set[int] = set()
+        for position, image_id in enumerate(ids.tolist()):
+            if image_id != NO_IMAGE_ID:
+                keep[position] = image_id not in seen_ids
+                seen_ids.add(image_id)
+        return rows[keep].sum(0) if len(rows) else rows.new_zeros(4, count)
 
     def compute(self) -> dict[str, Tensor]:
-        tp, fp, fn = self.tp.double(), self.fp.double(), self.fn.double()
-        seen = (self.tp + self.fp + self.fn) > 0
+        iou_sum, tp, fp, fn = self._totals()
+        seen = (tp + fp + fn) > 0
         denominator = (tp + 0.5 * fp + 0.5 * fn).clamp_min(1e-300)
-        pq = torch.where(seen, self.iou_sum / denominator, 0.0)
-        sq = torch.where(self.tp > 0, self.iou_sum / tp.clamp_min(1), 0.0)
+        pq = torch.where(seen, iou_sum / denominator, 0.0)
+        sq = torch.where(tp > 0, iou_sum / tp.clamp_min(1), 0.0)
         rq = torch.where(seen, tp / denominator, 0.0)
         isthing = torch.tensor(self.isthing, dtype=torch.bool, device=seen.device)
         results: dict[str, Tensor] = {}
