@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models import resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
-from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
 
 RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
 # Trainable stages counted from the top, as in torchvision's ``_resnet_fpn_extractor`` (5 = everything).
@@ -34,6 +34,7 @@ def resnet_fpn_backbone(
     weights_path: str | Path | None = None,
     levels: Sequence[int] = MASK_RCNN_LEVELS,
     extra_blocks: ExtraFPNBlock | None = None,
+    global_context: bool = False,
 ) -> BackboneWithFPN:
     """ResNet-``depth`` with an FPN on the stages C<level> for ``levels`` (2..5, increasing) and
     ``extra_blocks`` on top (default ``LastLevelMaxPool``: P6 by max-pooling P5, Mask R-CNN paper Sec. 3
@@ -43,19 +44,41 @@ def resnet_fpn_backbone(
     ``frozen_bn`` uses ``FrozenBatchNorm2d`` (fixed ImageNet statistics, the paper's fine-tuning setup);
     otherwise ordinary ``BatchNorm2d``, which from-scratch training needs. ``trainable_layers`` (0-5)
     freezes the stem and the lowest stages like torchvision does. ``weights_path`` is a local
-    torchvision ResNet state dict (nothing is downloaded).
+    torchvision ResNet state dict (nothing is downloaded). ``global_context`` adds the top stage's global
+    average, through a linear layer, to the top lateral (``GlobalContextFPN``: UPSNet's COCO FPN).
     """
     if not levels or list(levels) != sorted(set(levels)) or not set(levels) <= {2, 3, 4, 5}:
         raise ValueError(f"levels must be increasing ResNet stages among 2..5, got {list(levels)}")
     body = resnet_body(depth, frozen_bn, trainable_layers, weights_path)
     stage2_channels = body.inplanes // 8  # 64 for BasicBlock ResNets, 256 for Bottleneck ones
-    return BackboneWithFPN(
+    in_channels = [stage2_channels * 2 ** (level - 2) for level in levels]
+    extra_blocks = LastLevelMaxPool() if extra_blocks is None else extra_blocks
+    backbone = BackboneWithFPN(
         body,
         return_layers={f"layer{level - 1}": str(index) for index, level in enumerate(levels)},
-        in_channels_list=[stage2_channels * 2 ** (level - 2) for level in levels],
+        in_channels_list=in_channels,
         out_channels=fpn_channels,
-        extra_blocks=LastLevelMaxPool() if extra_blocks is None else extra_blocks,
+        extra_blocks=extra_blocks,
     )
+    if global_context:
+        backbone.fpn = GlobalContextFPN(in_channels, fpn_channels, extra_blocks)
+    return backbone
+
+
+class GlobalContextFPN(FeaturePyramidNetwork):
+    """torchvision's FPN (same keys, plus ``global_context``) whose top lateral also receives the top
+    input stage's global average pooled through a linear layer and broadcast over the map: the
+    ``fpn_with_gap`` FPN of UPSNet's official COCO configuration (its code, not its paper, has it)."""
+
+    def __init__(self, in_channels_list: list[int], out_channels: int, extra_blocks: ExtraFPNBlock) -> None:
+        super().__init__(in_channels_list, out_channels, extra_blocks)
+        self.global_context = nn.Linear(in_channels_list[-1], out_channels)
+
+    def get_result_from_inner_blocks(self, x: torch.Tensor, idx: int) -> torch.Tensor:
+        lateral = super().get_result_from_inner_blocks(x, idx)
+        if idx % len(self.inner_blocks) != len(self.inner_blocks) - 1:
+            return lateral
+        return lateral + self.global_context(x.mean(dim=(2, 3)))[:, :, None, None]
 
 
 def resnet_body(

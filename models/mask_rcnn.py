@@ -73,17 +73,14 @@ class TwoStageDetector(nn.Module):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if self.training:
-            _check_targets(images, targets)
+            check_targets(images, targets)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, targets, features = self.features(images, targets)
         proposals, rpn_losses = self.rpn(image_list, features, targets)
         detections, head_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
         if self.training:
             return {**head_losses, **rpn_losses}
-        for detection, size, original in zip(detections, image_list.image_sizes, original_sizes, strict=True):
-            detection["boxes"] = resize_boxes(detection["boxes"], size, original)
-            detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
-        return detections
+        return to_original_frame(detections, image_list.image_sizes, original_sizes)
 
 
 class MaskRCNN(TwoStageDetector):
@@ -93,6 +90,8 @@ class MaskRCNN(TwoStageDetector):
     last; ``anchor_sizes`` gives one anchor size per pyramid level (each with
     ``anchor_aspect_ratios``). ``aligned=True`` switches every RoIAlign (box, mask, mask targets) to
     detectron2's half-pixel version. ``backbone_weights`` is a local torchvision ResNet state dict.
+    ``fpn_global_context`` adds the global-average context of C5 to the FPN's top lateral
+    (``backbones.GlobalContextFPN``, UPSNet's COCO backbone).
     """
 
     def __init__(
@@ -105,6 +104,7 @@ class MaskRCNN(TwoStageDetector):
         trainable_backbone_layers: int = 3,
         backbone_weights: Path | None = None,
         fpn_channels: int = 256,
+        fpn_global_context: bool = False,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
         image_mean: Sequence[float] = IMAGENET_MEAN,
@@ -151,6 +151,7 @@ class MaskRCNN(TwoStageDetector):
             trainable_backbone_layers,
             backbone_weights,
             backbone_levels,
+            global_context=fpn_global_context,
         )
         anchor_generator = AnchorGenerator(
             tuple((s,) for s in anchor_sizes), (tuple(anchor_aspect_ratios),) * len(anchor_sizes)
@@ -195,7 +196,20 @@ class MaskRCNN(TwoStageDetector):
         super().__init__(transform, backbone, rpn, roi_heads)
 
 
-def _check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None) -> None:
+def to_original_frame(
+    detections: list[dict[str, Tensor]],
+    image_sizes: list[tuple[int, int]],
+    original_sizes: list[tuple[int, int]],
+) -> list[dict[str, Tensor]]:
+    """Detections of the resized images (boxes, 28 x 28 mask probabilities) -> boxes and pasted (N, 1, H, W)
+    masks in the original images' pixel frames."""
+    for detection, size, original in zip(detections, image_sizes, original_sizes, strict=True):
+        detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+        detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
+    return detections
+
+
+def check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None) -> None:
     if targets is None or len(targets) != len(images):
         raise ValueError("training needs one target dict per image")
     for i, target in enumerate(targets):

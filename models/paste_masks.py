@@ -23,16 +23,24 @@ def paste_masks_in_image(
 ) -> Tensor:
     """``masks`` (N, 1, M, M) probabilities for ``boxes`` (N, 4) XYXY in image pixels ->
     (N, 1, H, W) masks on an image of ``image_shape`` (H, W), zero outside the boxes."""
-    height, width = image_shape
     size = masks.shape[-1]
     masks = F.pad(masks, (padding,) * 4)
-    boxes = expand_boxes(boxes, (size + 2 * padding) / size).to(torch.int64).tolist()
-    pasted = masks.new_zeros((len(masks), 1, height, width))
-    for mask, pasted_mask, (x0, y0, x1, y1) in zip(masks, pasted, boxes, strict=True):
+    boxes = expand_boxes(boxes, (size + 2 * padding) / size)
+    return paste_in_integer_boxes(masks[:, 0], boxes, image_shape)[:, None]
+
+
+def paste_in_integer_boxes(values: Tensor, boxes: Tensor, image_shape: tuple[int, int]) -> Tensor:
+    """(N, M, M) maps -> (N, H, W): each resized bilinearly to its box with corners truncated to integers
+    (x0..x1 inclusive) and zero outside it; differentiable (UPSNet trains through its pasted mask logits)."""
+    height, width = image_shape
+    pasted = []
+    for value, (x0, y0, x1, y1) in zip(values, boxes.to(torch.int64).tolist(), strict=True):
         box_w, box_h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
         top, bottom, left, right = max(y0, 0), min(y1 + 1, height), max(x0, 0), min(x1 + 1, width)
         if top >= bottom or left >= right:
+            pasted.append(values.new_zeros((height, width)))
             continue
-        resized = F.interpolate(mask[None], size=(box_h, box_w), mode="bilinear", align_corners=False)
-        pasted_mask[0, top:bottom, left:right] = resized[0, 0, top - y0 : bottom - y0, left - x0 : right - x0]
-    return pasted
+        resized = F.interpolate(value[None, None], size=(box_h, box_w), mode="bilinear", align_corners=False)
+        crop = resized[0, 0, top - y0 : bottom - y0, left - x0 : right - x0]
+        pasted.append(F.pad(crop, (left, width - right, top, height - bottom)))
+    return torch.stack(pasted) if pasted else values.new_zeros((0, height, width))

@@ -202,7 +202,7 @@ class MaskRoIHeads(BoxRoIHeads):
         detections, losses, sampled = self.box_forward(features, proposals, image_shapes, targets)
         if sampled is None:
             boxes = [d["boxes"] for d in detections]
-            mask_logits = self._predict_masks(features, boxes)
+            mask_logits = self.mask_logits(features, boxes)
             labels = [d["labels"] for d in detections]
             probabilities = mask_probabilities(mask_logits, torch.cat(labels)).split(
                 [len(lab) for lab in labels]
@@ -212,7 +212,7 @@ class MaskRoIHeads(BoxRoIHeads):
             return detections, losses
         assert targets is not None  # box_forward raised otherwise
         boxes, labels, matched_idxs = sampled.foreground()
-        mask_logits = self._predict_masks(features, boxes)
+        mask_logits = self.mask_logits(features, boxes)
         size = mask_logits.shape[-1]
         aligned = self.mask_roi_pool.aligned
         mask_targets = [
@@ -222,5 +222,7 @@ class MaskRoIHeads(BoxRoIHeads):
         losses["loss_mask"] = mask_rcnn_loss(mask_logits, torch.cat(labels), torch.cat(mask_targets))
         return detections, losses
 
-    def _predict_masks(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+    def mask_logits(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+        """(sum N_i, C + 1, 28, 28) mask logits of every class for per-image ``boxes`` (input-tensor
+        pixels): the mask branch on any boxes, as UPSNet's panoptic head runs it on its own."""
         return self.mask_predictor(self.mask_head(self.mask_roi_pool(features, boxes)))

@@ -34,3 +34,19 @@ def small_yolact(**overrides: Any):
     block = experiment_model_block(YOLACT_SYNTHETIC)
     assert block["class_path"] == "models.yolact.Yolact"
     return Yolact(**{**block["init_args"], **overrides})
+
+
+UPSNET_SYNTHETIC = REPO_ROOT / "experiments" / "upsnet" / "synthetic.yaml"
+
+
+def small_upsnet(**overrides: Any):
+    """``experiments/upsnet/synthetic.yaml``'s UPSNet (its detector built from its nested block), with
+    ``overrides`` of its settings."""
+    from models.upsnet import UPSNet
+
+    block = experiment_model_block(UPSNET_SYNTHETIC)
+    assert block["class_path"] == "models.upsnet.UPSNet"
+    settings = dict(block["init_args"])
+    detector = settings.pop("detector")
+    assert detector["class_path"] == "models.mask_rcnn.MaskRCNN"
+    return UPSNet(MaskRCNN(**detector["init_args"]), **{**settings, **overrides})
