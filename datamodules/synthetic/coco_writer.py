@@ -5,7 +5,10 @@ number of images nor the other split, and the same seed gives byte-identical fil
 ``write_coco_instances`` writes the COCO instances format (https://cocodataset.org/#format-data):
 ``out_dir/images/<split>/<image_id:06d>.png`` and ``out_dir/annotations/instances_<split>.json``;
 ``write_coco_keypoints`` writes the same images and instances JSON and, from the same rendering, the COCO
-keypoint format in ``out_dir/annotations/keypoints_<split>.json`` (``datamodules.synthetic.keypoints``).
+keypoint format in ``out_dir/annotations/keypoints_<split>.json`` (``datamodules.synthetic.keypoints``);
+``write_coco_split(..., panoptic=True)`` adds, from the same rendering, the COCO panoptic format in
+``out_dir/annotations/panoptic_<split>.json`` and ``out_dir/annotations/panoptic_<split>/<image_id:06d>.png``
+(``datamodules.synthetic.panoptic``).
 """
 
 import json
@@ -20,6 +23,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from datamodules.synthetic.keypoints import keypoint_categories, scene_keypoints
+from datamodules.synthetic.panoptic import panoptic_categories, write_panoptic_image
 from datamodules.synthetic.world import THING_CLASSES, Scene, SceneConfig, render_scene
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -90,10 +94,11 @@ def check_arguments(split: str, num_images: int, image_size: int, seed: int) -> 
 
 
 class CocoSplitFiles(NamedTuple):
-    """The annotation files of a written split (``keypoints`` None when not asked for)."""
+    """The annotation files of a written split (``keypoints`` and ``panoptic`` None when not asked for)."""
 
     instances: Path
     keypoints: Path | None
+    panoptic: Path | None = None
 
 
 def keypoint_annotation(annotation: dict[str, Any], keypoints: np.ndarray) -> dict[str, Any]:
@@ -138,19 +143,26 @@ def write_coco_split(
     config: SceneConfig | None = None,
     progress: bool = False,
     keypoints: bool = True,
+    panoptic: bool = False,
 ) -> CocoSplitFiles:
-    """Render ``num_images`` scenes once and write the images, the COCO instances JSON and (with
-    ``keypoints``) the COCO keypoint JSON of the split; return the JSON paths.
+    """Render ``num_images`` scenes once and write the images, the COCO instances JSON, (with
+    ``keypoints``) the COCO keypoint JSON and (with ``panoptic``) the COCO panoptic JSON and PNGs of the
+    split; return the JSON paths.
 
     Image ids are ``1..num_images``; annotations list each image's things bottom to top, with the same
-    ids in both files. ``progress`` shows a progress bar on a terminal."""
+    ids in the instances and keypoint files. ``progress`` shows a progress bar on a terminal."""
     check_arguments(split, num_images, image_size, seed)
     out_dir = Path(out_dir)
     image_dir = out_dir / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
+    annotation_dir = out_dir / "annotations"
+    panoptic_dir = annotation_dir / f"panoptic_{split}"
+    if panoptic:
+        panoptic_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     keypoint_annotations: list[dict[str, Any]] = []
+    panoptic_annotations: list[dict[str, Any]] = []
     for index in tqdm(
         range(num_images), desc=f"synthetic {split}", unit="img", disable=None if progress else True
     ):
@@ -159,6 +171,8 @@ def write_coco_split(
         file_name = f"{image_id:06d}.png"
         write_png(image_dir / file_name, scene.image)
         images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
+        if panoptic:
+            panoptic_annotations.append(write_panoptic_image(scene, image_id, panoptic_dir / file_name))
         points = scene_keypoints(scene) if keypoints else [None] * len(scene.things)
         for thing, thing_points in zip(scene.things, points, strict=True):
             annotation = coco_annotation(
@@ -168,7 +182,6 @@ def write_coco_split(
             if thing_points is not None:
                 keypoint_annotations.append(keypoint_annotation(annotation, thing_points))
     description = f"vision-zoo synthetic world v1, split {split}, seed {seed}"
-    annotation_dir = out_dir / "annotations"
     instances_file = _write_dataset(
         annotation_dir / f"instances_{split}.json", description, images, annotations, coco_categories()
     )
@@ -181,7 +194,16 @@ def write_coco_split(
             keypoint_annotations,
             keypoint_categories(),
         )
-    return CocoSplitFiles(instances_file, keypoints_file)
+    panoptic_file = None
+    if panoptic:
+        panoptic_file = _write_dataset(
+            annotation_dir / f"panoptic_{split}.json",
+            f"{description}, panoptic",
+            images,
+            panoptic_annotations,
+            panoptic_categories(),
+        )
+    return CocoSplitFiles(instances_file, keypoints_file, panoptic_file)
 
 
 def write_coco_instances(

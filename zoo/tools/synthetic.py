@@ -5,6 +5,10 @@
 - ``coco``: ``images/{train,val}/<image_id:06d>.png``, ``annotations/instances_{train,val}.json`` and, from
   the same rendering, ``annotations/keypoints_{train,val}.json`` (COCO keypoint format; the keypoints of
   each class are defined in ``datamodules.synthetic.keypoints``);
+- ``panoptic``: the same ``images`` and ``instances`` files and, from the same rendering,
+  ``annotations/panoptic_{train,val}.json`` and ``annotations/panoptic_{train,val}/<image_id:06d>.png``
+  (COCO panoptic format: things and stuff segments, a void band around things; rules in
+  ``datamodules.synthetic.panoptic``); with ``coco`` too, each scene is rendered once for both;
 - ``pix2pix``: ``pix2pix/{train,val}/<id>.png`` A|B pairs, label map | photo;
 - ``cyclegan``: ``cyclegan/{trainA,trainB,testA,testB}/<id>.png``, two unpaired colour styles (test = the
   val count);
@@ -29,7 +33,8 @@ from datamodules.synthetic.image_layouts import (
 )
 from datamodules.synthetic.world import THING_CLASSES, SceneConfig
 
-FORMATS = ("coco", "pix2pix", "cyclegan", "sr", "style", "classes")
+FORMATS = ("coco", "panoptic", "pix2pix", "cyclegan", "sr", "style", "classes")
+COCO_FORMATS = ("coco", "panoptic")  # written together by ``write_coco_split``
 
 
 def _non_negative(text: str) -> int:
@@ -68,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--crowd-prob",
         type=_probability,
         default=SceneConfig.crowd_prob,
-        help="probability that an image gets one iscrowd region (coco)",
+        help="probability that an image gets one iscrowd region (coco, panoptic)",
     )
     parser.add_argument(
         "--formats",
@@ -80,15 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_coco(args: argparse.Namespace) -> None:
+    """The COCO formats asked for (``COCO_FORMATS``), each scene rendered once for all of them."""
     config = SceneConfig(crowd_prob=args.crowd_prob)
+    keypoints, panoptic = "coco" in args.formats, "panoptic" in args.formats
     for split, count in (("train", args.train_images), ("val", args.val_images)):
         files = write_coco_split(
-            args.out, split, count, image_size=args.size, seed=args.seed, config=config, progress=True
+            args.out,
+            split,
+            count,
+            image_size=args.size,
+            seed=args.seed,
+            config=config,
+            progress=True,
+            keypoints=keypoints,
+            panoptic=panoptic,
         )
-        print(
-            f"{split}: {count} images in {args.out / 'images' / split}, "
-            f"annotations {files.instances} and {files.keypoints}"
-        )
+        written = [str(path) for path in files if path is not None]
+        print(f"{split}: {count} images in {args.out / 'images' / split}, annotations {', '.join(written)}")
+        if files.panoptic is not None:
+            print(f"{split}: panoptic PNGs in {files.panoptic.with_suffix('')}")
 
 
 def _write_image_layout(layout: str, args: argparse.Namespace) -> None:
@@ -122,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.size < 32:
         build_parser().error(f"--size must be >= 32, got {args.size}")
+    if set(COCO_FORMATS) & set(args.formats):
+        _write_coco(args)
     for layout in args.formats:
-        if layout == "coco":
-            _write_coco(args)
-        else:
+        if layout not in COCO_FORMATS:
             _write_image_layout(layout, args)
     return 0
