@@ -1,8 +1,8 @@
 """The detection family: a box-only base (main metric ``val/bbox/AP``) and instance segmentation
 under it (``val/segm/AP``). COCO evaluation (pycocotools, synced across ranks) on val and test, COCO
-results from ``zoo predict``, W&B overlays, and the training loss as a weighted sum of the model's
-named losses. A method needs a class of its own only when its training differs from "the model
-returns its losses in training mode" (torchvision's detection convention)."""
+results from ``zoo predict`` and W&B overlays; training (the weighted sum of the model's named losses)
+is ``LossDictModule``'s. A method needs a class of its own only when its training differs from "the
+model returns its losses in training mode" (torchvision's detection convention)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import nn
 
-from datamodules.batch import Batch, Target
+from datamodules.batch import Batch
 from datamodules.metadata import DatasetMetadata
-from lightning_modules.base import ZooModule
+from lightning_modules.loss_dict import LossDictModule
 from lightning_modules.overlay_log import OverlayLog
 from lightning_modules.prediction_writers import JsonPredictionWriter
 from lightning_modules.wandb_overlays import detection_overlay
@@ -30,16 +29,13 @@ log = logging.getLogger(__name__)
 EVALUATED_SPLITS = ("val", "test")
 
 
-class DetectionModule(ZooModule):
+class DetectionModule(LossDictModule):
     """Object detection: ``model(images, targets)`` returns a dict of named losses in training mode
-    and, in eval mode, per image ``boxes`` XYXY, ``labels`` (1..C), ``scores`` (and ``masks`` for
-    instance segmentation) in the input image's pixel frame.
+    (``LossDictModule``) and, in eval mode, per image ``boxes`` XYXY, ``labels`` (1..C), ``scores`` (and
+    ``masks`` for instance segmentation) in the input image's pixel frame.
 
     Args:
-        model: the detector; its ``num_classes`` (C, no background) must equal the dataset's.
-        metadata, optimizer, lr_scheduler: see ``ZooModule``.
-        loss_weights: multiplies the model's losses by name (``{loss_mask: 2.0}``); unnamed losses
-            weigh 1. Each loss is logged unweighted as ``train/<name>``, the weighted sum as ``train/loss``.
+        model, metadata, optimizer, lr_scheduler, loss_weights: see ``LossDictModule``.
         iou_types: what COCO evaluation scores, a subset of ``("bbox", "segm")`` holding the main metric's.
         evaluation_backend: ``pycocotools`` (the reference) or ``faster_coco_eval`` (same numbers to
             1e-12, about 5x faster on 2,000 images: ``benchmarks/coco_evaluation.py``).
@@ -62,10 +58,7 @@ class DetectionModule(ZooModule):
         overlay_images: int = 8,
         overlay_score_threshold: float = 0.5,
     ) -> None:
-        super().__init__(metadata, optimizer, lr_scheduler)
-        metadata = self.metadata
-        self.model = model
-        self.loss_weights = dict(loss_weights or {})
+        super().__init__(model, metadata, optimizer, lr_scheduler, loss_weights)
         self.iou_types = tuple(iou_types or self.default_iou_types)
         task = self.main_metric.split("/")[1]
         if task not in self.iou_types or not set(self.iou_types) <= set(IOU_TYPES):
@@ -73,24 +66,10 @@ class DetectionModule(ZooModule):
                 f"iou_types {list(self.iou_types)} must be a subset of {list(IOU_TYPES)} that includes "
                 f"{task!r}, which {type(self).__name__}'s main metric {self.main_metric} needs"
             )
-        model_classes = getattr(model, "num_classes", None)
-        if model_classes is not None and model_classes != metadata.num_classes:
-            raise ValueError(
-                f"the model has num_classes={model_classes} but the dataset has "
-                f"{metadata.num_classes} classes "
-                f"({', '.join(metadata.class_names[:5])}{', ...' if metadata.num_classes > 5 else ''}); "
-                f"set --model.init_args.model.init_args.num_classes={metadata.num_classes}"
-            )
-        self.save_hyperparameters(ignore=["model", "metadata", "optimizer", "lr_scheduler"])
         self.evaluation_backend = evaluation_backend
         self.overlay_score_threshold = overlay_score_threshold
         self.evaluators = nn.ModuleDict()
         self.overlays = OverlayLog(overlay_images)
-        self.skipped_nonfinite_steps = 0
-
-    def compute_losses(self, images: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
-        """The model's named losses; a method whose losses are not computed by its model overrides this."""
-        return self.model(images, targets)
 
     # -- set-up -------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -103,48 +82,7 @@ class DetectionModule(ZooModule):
                     self.evaluation_backend,
                 )
 
-    # -- training -----------------------------------------------------------------------------------
-    def weighted_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
-        unknown = sorted(set(self.loss_weights) - set(losses))
-        if unknown:
-            raise ValueError(f"loss_weights names {unknown}, but the model's losses are {sorted(losses)}")
-        return sum(self.loss_weights.get(name, 1.0) * value for name, value in losses.items())
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
-        """The weighted loss; a non-finite loss on any rank skips the optimizer step on every rank
-        (Lightning skips backward and step when this returns None; ``global_step`` still counts the batch),
-        counted in ``train/skipped_nonfinite_steps`` and logged -- the official YOLACT ``train.py``
-        rule, kept for every detector."""
-        images, targets = batch
-        losses = self.compute_losses(images, targets)
-        loss = self.weighted_loss(losses)
-        if not bool(self.all_gather(torch.isfinite(loss.detach())).all()):
-            self.skipped_nonfinite_steps += 1
-            log.warning(
-                "step %d, batch %d: non-finite loss (%s); optimizer step skipped (%d so far)",
-                self.global_step, batch_idx,
-                ", ".join(f"{name}={float(value.detach()):.4g}" for name, value in losses.items()),
-                self.skipped_nonfinite_steps,
-            )  # fmt: skip
-            self.log(
-                "train/skipped_nonfinite_steps", float(self.skipped_nonfinite_steps), batch_size=len(images)
-            )
-            return None
-        self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
-        self.log("train/skipped_nonfinite_steps", float(self.skipped_nonfinite_steps), batch_size=len(images))
-        return loss
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["skipped_nonfinite_steps"] = self.skipped_nonfinite_steps
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.skipped_nonfinite_steps = int(checkpoint.get("skipped_nonfinite_steps", 0))
-
     # -- evaluation ---------------------------------------------------------------------------------
-    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
-        return self.model(images)
-
     def evaluation_step(self, batch: Batch, split: str) -> None:
         images, targets = batch
         if split not in self.evaluators:

@@ -1,16 +1,22 @@
-"""``zoo predict`` writes what the model's ``predict_step`` returns -- a list of JSON-ready records
-per batch (COCO results for detection methods) -- to ``<run>/predictions.json``, one file per rank
-under DDP (``predictions-rank<k>.json``), ready for ``COCO.loadRes`` or a benchmark server."""
+"""``zoo predict``'s writers of what a model's ``predict_step`` returns: a list of JSON-ready records
+per batch (COCO results for detection methods) to ``<run>/predictions.json``, one file per rank under
+DDP (``predictions-rank<k>.json``), ready for ``COCO.loadRes`` or a benchmark server; panoptic
+segmentations as COCO panoptic PNGs + JSON (``CocoPanopticWriter``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from datamodules.coco_panoptic_png import write_coco_panoptic_png
 
 
 class JsonPredictionWriter(BasePredictionWriter):
@@ -40,3 +46,94 @@ class JsonPredictionWriter(BasePredictionWriter):
         path.write_text(json.dumps(self._records))
         rank_zero_info(f"Wrote {len(self._records)} predictions to {path}")
         self._records = []
+
+
+def coco_segments_info(ids: Tensor, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """COCO panoptic ``segments_info`` of an (H, W) map of segment ids 1..M (0 void), segment id m having
+    category ``category_ids[m - 1]``: ``id``, ``category_id``, ``area`` (pixels), ``bbox`` integer XYWH of
+    the pixels (as panopticapi's converters compute it), ``iscrowd`` 0; segments without pixels are left
+    out (the reference evaluator refuses a listed segment that its PNG lacks)."""
+    flat = ids.detach().reshape(-1).cpu().long()
+    count, (height, width) = len(category_ids), ids.shape
+    low, high = (int(flat.min()), int(flat.max())) if len(flat) else (0, 0)
+    if low < 0 or high > count:
+        raise ValueError(f"segment ids must lie in 0..{count} (one class per segment), got {low}..{high}")
+    area = torch.bincount(flat, minlength=count + 1)
+    rows = torch.arange(height).repeat_interleave(width)
+    columns = torch.arange(width).repeat(height)
+    corners = []
+    for coordinate, size in ((columns, width), (rows, height)):
+        low = torch.full((count + 1,), size).scatter_reduce(0, flat, coordinate, "amin")
+        high = torch.full((count + 1,), -1).scatter_reduce(0, flat, coordinate, "amax")
+        corners.append((low, high))
+    (x0, x1), (y0, y1) = corners
+    return [
+        {
+            "id": segment,
+            "category_id": int(category_ids[segment - 1]),
+            "area": int(area[segment]),
+            "bbox": [
+                int(x0[segment]),
+                int(y0[segment]),
+                int(x1[segment] - x0[segment] + 1),
+                int(y1[segment] - y0[segment] + 1),
+            ],
+            "iscrowd": 0,
+        }
+        for segment in range(1, count + 1)
+        if area[segment] > 0
+    ]
+
+
+class CocoPanopticWriter(BasePredictionWriter):
+    """COCO panoptic results as the reference evaluators (panopticapi ``pq_compute``, cityscapesscripts
+    ``evaluatePanoptic``) read them: ``<run>/panoptic/<image_id:012d>.png`` (RGB-encoded segment ids) and
+    ``<run>/panoptic.json`` (``annotations``: ``image_id``, ``file_name``, ``segments_info``; and
+    ``categories``).
+
+    ``predict_step`` returns per image ``{"image_id", "panoptic": (H, W) segment ids 1..M, "category_ids":
+    M category ids}``. Each rank writes its PNGs as its batches come and then drops the map from the
+    prediction (so ``Trainer.predict``'s returned list, when kept, holds the annotations rather than a
+    split's full-size maps); at the end rank 0 gathers every rank's annotations into the one JSON."""
+
+    def __init__(self, run_dir: str | Path, categories: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(write_interval="batch")
+        self.run_dir = Path(run_dir)
+        self.categories = [dict(category) for category in categories]
+        self._annotations: list[dict[str, Any]] = []
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: list[dict[str, Any]],
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        folder = self.run_dir / "panoptic"
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in prediction:
+            ids, category_ids = item.pop("panoptic"), item.pop("category_ids")
+            name = f"{int(item['image_id']):012d}.png"
+            write_coco_panoptic_png(ids, folder / name)
+            item.update(file_name=name, segments_info=coco_segments_info(ids, category_ids))
+            self._annotations.append(dict(item))
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        annotations = self._annotations
+        self._annotations = []
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, annotations)
+            annotations = [annotation for part in gathered for annotation in part]
+        if not trainer.is_global_zero:
+            return
+        annotations = sorted({a["image_id"]: a for a in annotations}.values(), key=lambda a: a["image_id"])
+        path = self.run_dir / "panoptic.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"annotations": annotations, "categories": self.categories}))
+        rank_zero_info(
+            f"Wrote {len(annotations)} panoptic predictions to {path} and {path.parent / 'panoptic'}"
+        )

@@ -1,7 +1,10 @@
 """Validation overlays for W&B: predicted and ground-truth boxes (and instance masks, when there are
 any) on the image, with class names and scores (``wandb.Image`` box and mask layers, toggled in the
 W&B UI). Labels are named through the dataset's ``label_names``; in the painted mask layers 0 means
-"no object", which no label is (``datamodules.batch``). Keypoint overlays draw the ground truth and the
+"no object", which no label is (``datamodules.batch``). Panoptic overlays paint the predicted and the
+ground-truth semantic class per pixel as mask layers (void/unknown ``IGNORE_INDEX``) and outline every
+segment on the image -- ground truth green, prediction red -- so that instances of one class stay apart.
+Keypoint overlays draw the ground truth and the
 prediction with the dataset's skeleton on the crop, beside the predicted heatmaps."""
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import numpy as np
 import torch
 import wandb
 from torch import Tensor
+
+from datamodules.batch import IGNORE_INDEX
 
 NO_OBJECT = 0  # the painted mask layers' value where no instance is
 
@@ -84,6 +89,67 @@ def detection_overlay(
 
 GROUND_TRUTH_COLOUR = (0, 220, 0)
 PREDICTION_COLOUR = (255, 40, 40)
+
+
+def _segment_classes_map(ids: Tensor, segment_ids: Tensor, classes: Tensor) -> np.ndarray:
+    """(H, W) uint8: the class of each pixel's segment, ``IGNORE_INDEX`` for void (id 0) and unlisted ids."""
+    flat = ids.detach().reshape(-1).cpu().long()
+    segment_ids, classes = segment_ids.detach().cpu().long(), classes.detach().cpu().long()
+    painted = torch.full_like(flat, IGNORE_INDEX)
+    if len(segment_ids):
+        order = torch.argsort(segment_ids)
+        position = torch.searchsorted(segment_ids[order], flat).clamp_max(len(order) - 1)
+        listed = (segment_ids[order][position] == flat) & (flat != 0)
+        painted = torch.where(listed, classes[order][position], painted)
+    return painted.view(ids.shape).numpy().astype(np.uint8)
+
+
+def _outline(ids: Tensor) -> np.ndarray:
+    """(H, W) bool: the pixels on either side of a boundary between two segments (or a segment and void)."""
+    ids = ids.detach().cpu()
+    edge = torch.zeros(ids.shape, dtype=torch.bool)
+    across, down = ids[:, 1:] != ids[:, :-1], ids[1:] != ids[:-1]
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    edge[1:] |= down
+    edge[:-1] |= down
+    return edge.numpy()
+
+
+def panoptic_overlay(
+    image: Tensor,
+    prediction: dict[str, Tensor],
+    target: dict[str, Tensor],
+    semantic_names: Sequence[str],
+    semantic_category_ids: Sequence[int],
+) -> wandb.Image:
+    """``image`` (3, H, W) in [0, 1]; ``prediction`` the model's eval output (``panoptic`` segment ids
+    1..M, ``segment_classes`` (M,) semantic classes); ``target`` the batch's (``panoptic`` and ``segments``
+    [id, category_id, iscrowd], the category turned into its semantic class through
+    ``semantic_category_ids``). Mask layers ``predictions`` and ``ground_truth`` name each semantic class
+    (``semantic_names``) and void; segment outlines are drawn into the image."""
+    if len(semantic_names) >= IGNORE_INDEX:
+        raise ValueError(f"W&B masks hold classes 0..254, got {len(semantic_names)} semantic classes")
+    semantic_of = {category: index for index, category in enumerate(semantic_category_ids)}
+    predicted_ids, target_ids = prediction["panoptic"], target["panoptic"]
+    predicted = _segment_classes_map(
+        predicted_ids, torch.arange(1, len(prediction["segment_classes"]) + 1), prediction["segment_classes"]
+    )
+    segments = target["segments"].detach().cpu().long().reshape(-1, 3)
+    truth = _segment_classes_map(
+        target_ids,
+        segments[:, 0],
+        torch.tensor([semantic_of[int(c)] for c in segments[:, 1]], dtype=torch.long),
+    )
+    pixels = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+    pixels[_outline(target_ids)] = GROUND_TRUTH_COLOUR
+    pixels[_outline(predicted_ids)] = PREDICTION_COLOUR
+    class_labels = {IGNORE_INDEX: "void / unknown", **dict(enumerate(semantic_names))}
+    masks = {
+        "predictions": {"mask_data": predicted, "class_labels": class_labels},
+        "ground_truth": {"mask_data": truth, "class_labels": class_labels},
+    }
+    return wandb.Image(pixels, masks=masks, caption="outlines: ground truth green, prediction red")
 
 
 def _draw_keypoints(

@@ -211,9 +211,11 @@ class PanopticQuality(Metric):
         """(4, C): the per-image rows summed, each image id counted once (its first row)."""
         count = len(self.category_ids)
         rows = (
-            dim_zero_cat(self.per_image) if self.per_image else torch.zeros(0, 4, count, dtype=torch.float64)
+            dim_zero_cat(self.per_image)
+            if len(self.per_image)
+            else torch.zeros(0, 4, count, dtype=torch.float64)
         )
-        ids = dim_zero_cat(self.image_ids) if self.image_ids else torch.zeros(0, dtype=torch.int64)
+        ids = dim_zero_cat(self.image_ids) if len(self.image_ids) else torch.zeros(0, dtype=torch.int64)
         keep = torch.ones(len(ids), dtype=torch.bool, device=ids.device)
         seen_ids: set[int] = set()
         for position, image_id in enumerate(ids.tolist()):
