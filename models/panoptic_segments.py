@@ -39,5 +39,6 @@ def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     image after inference at the network's input scale."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    resized = F.interpolate(maps[None].double(), size=size, mode="nearest")[0]
+    flat = maps.reshape(1, -1, *maps.shape[-2:]).double()
+    resized = F.interpolate(flat, size=size, mode="nearest").reshape(*maps.shape[:-2], *size)
     return resized.round().to(maps.dtype)

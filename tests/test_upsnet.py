@@ -28,7 +28,7 @@ from models.panoptic_head import (
     unify,
 )
 from models.panoptic_segments import segments_from_maps
-from models.upsnet import UPSNet
+from models.upsnet import UPSNet, padded_semantic
 from tests.presets import small_upsnet
 
 
@@ -210,6 +210,19 @@ def test_training_returns_the_paper_losses_and_trains_every_head() -> None:
     assert model.detector.roi_heads.mask_predictor.mask_fcn_logits.weight.grad.abs().sum() > 0
     baseline = small_upsnet(panoptic_head=False, semantic_roi_loss=False)
     assert not {"loss_panoptic", "loss_semantic_roi"} & set(baseline(images, targets))
+
+
+def test_semantic_targets_follow_the_network_resize() -> None:
+    """The detector resizes the images (here 128 -> 256 px): the semantic targets follow, by nearest."""
+    torch.manual_seed(0)
+    model = small_upsnet()
+    model.detector.transform.min_size, model.detector.transform.max_size = (256,), 256
+    images, targets = _batch()
+    losses = model(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    semantic = padded_semantic(targets, [(256, 256), (192, 256)], (256, 256))
+    assert semantic.shape == (2, 256, 256) and bool((semantic[1, 192:] == IGNORE_INDEX).all())
+    assert torch.equal(semantic[0, ::2, ::2], targets[0]["semantic"])
 
 
 def test_training_needs_a_semantic_map_of_the_image_size() -> None:
