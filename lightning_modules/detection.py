@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +88,16 @@ class DetectionModule(LossDictModule):
             raise ValueError(f"the datamodule's metadata has no {split} annotation file to evaluate against")
         predictions = self(images)
         self.evaluators[split].update(predictions, targets)
-        if self.overlays.wants(self, split):
-            label_names, threshold = self.metadata.label_names, self.overlay_score_threshold
-            self.overlays.add_while_wanted(
-                self,
-                split,
-                [
-                    partial(detection_overlay, image, prediction, target, label_names, threshold)
-                    for image, prediction, target in zip(images, predictions, targets, strict=True)
-                ],
-            )
+        self.overlays.add_per_image(
+            self,
+            split,
+            detection_overlay,
+            images,
+            predictions,
+            targets,
+            self.metadata.label_names,
+            self.overlay_score_threshold,
+        )
 
     def evaluation_epoch_end(self, split: str) -> None:
         results = self.evaluators[split].compute()

@@ -6,6 +6,7 @@ collected on rank 0 only (never during the sanity check) and logged once at the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import wandb
 from lightning.pytorch import LightningModule
@@ -37,6 +38,27 @@ class OverlayLog:
             if not self.wants(module, split):
                 return
             self._images.append(draw())
+
+    def add_per_image(
+        self,
+        module: LightningModule,
+        split: str,
+        draw: Callable[..., wandb.Image],
+        images: list,
+        predictions: list,
+        targets: list,
+        *shared: object,
+    ) -> None:
+        """``draw(image, prediction, target, *shared)`` for the batch's images while overlays are wanted."""
+        if self.wants(module, split):
+            self.add_while_wanted(
+                module,
+                split,
+                [
+                    partial(draw, image, prediction, target, *shared)
+                    for image, prediction, target in zip(images, predictions, targets, strict=True)
+                ],
+            )
 
     def flush(self, module: LightningModule, split: str) -> None:
         if self._images:

@@ -13,7 +13,6 @@ beside the first under ``<split>/heuristic/...`` -- the paper's ablation in ever
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +115,16 @@ class PanopticModule(LossDictModule):
                 continue  # the optional second merge
             predictions = [self.predicted_segmentation(out[ids_key], out[classes_key]) for out in outputs]
             self.evaluators[split][merge].update(predictions, truths, image_ids=image_ids)
-        if self.overlays.wants(self, split):
-            names, category_ids = self.metadata.semantic_names, self.semantic_category_ids
-            self.overlays.add_while_wanted(
-                self,
-                split,
-                [
-                    partial(panoptic_overlay, image, output, target, names, category_ids)
-                    for image, output, target in zip(images, outputs, targets, strict=True)
-                ],
-            )
+        self.overlays.add_per_image(
+            self,
+            split,
+            panoptic_overlay,
+            images,
+            outputs,
+            targets,
+            self.metadata.semantic_names,
+            self.semantic_category_ids,
+        )
 
     def evaluation_epoch_end(self, split: str) -> None:
         for merge, metric in self.evaluators[split].items():
