@@ -9,7 +9,7 @@
 2. Inference: UPSNet against the Mask R-CNN it is built on (the same detector, weights shared), eval mode,
    the same images; the ratio is UPSNet / Mask R-CNN seconds per image.
 
-    python benchmarks/panoptic.py --images 200 --repeats 3 [--full-size]
+    python benchmarks/panoptic.py --images 200 --repeats 3 [--size 128] [--full-size]
 
 ``--full-size`` times inference with the full-size R50 models at 800 px (slow on a CPU) instead of the
 small synthetic presets at 128 px.
@@ -83,10 +83,10 @@ def our_pq(data: Path, gt: dict, pred_json: Path) -> float:
     return float(metric.compute()["PQ"])
 
 
-def time_pq(images: int, repeats: int) -> None:
+def time_pq(images: int, repeats: int, size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        write_coco_split(data, "val", images, image_size=128, seed=0, keypoints=False, panoptic=True)
+        write_coco_split(data, "val", images, image_size=size, seed=0, keypoints=False, panoptic=True)
         gt = json.loads((data / "annotations" / "panoptic_val.json").read_text())
         gt["categories"] = panoptic_categories()
         pred_json = write_predictions(data, gt)
@@ -99,7 +99,9 @@ def time_pq(images: int, repeats: int) -> None:
                 values[name] = function(data, gt, pred_json)
                 times[name].append(time.perf_counter() - start)
     reference, ours = (statistics.median(times[n]) for n in ("reference", "ours"))
-    print(f"PQ on {images} images: reference {values['reference']:.6f}, ours {values['ours']:.6f}")
+    print(
+        f"PQ on {images} images of {size} px: reference {values['reference']:.6f}, ours {values['ours']:.6f}"
+    )
     assert abs(values["reference"] - values["ours"]) < 1e-9, "the two PQs disagree"
     print(
         f"PQ time: reference {reference:.3f} s, ours {ours:.3f} s, "
@@ -147,11 +149,12 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=200, help="synthetic val images for the PQ timing")
     parser.add_argument("--inference-images", type=int, default=20, help="images per inference timing")
+    parser.add_argument("--size", type=int, default=128, help="synthetic image size for the PQ timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-size", action="store_true", help="time the full-size R50 models at 800 px")
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    time_pq(args.images, args.repeats)
+    time_pq(args.images, args.repeats, args.size)
     time_inference(args.full_size, args.inference_images, args.repeats)
 
 

@@ -15,8 +15,11 @@ MAX_SEGMENT_ID = 256**3 - 1
 
 def read_coco_panoptic_png(path: str | Path) -> Tensor:
     """The (H, W) int64 segment-id map of an RGB-encoded panoptic PNG."""
-    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
-    return torch.from_numpy(rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2])
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    ids = rgb[..., 2].astype(np.int64) << 16
+    ids |= rgb[..., 1].astype(np.int64) << 8
+    ids |= rgb[..., 0]
+    return torch.from_numpy(ids)
 
 
 def write_coco_panoptic_png(ids: Tensor, path: str | Path) -> None:

@@ -121,17 +121,17 @@ class PanopticQuality(Metric):
         crowd = torch.tensor(
             [i.iscrowd for i in segmentation.segments.values()], dtype=torch.bool, device=device
         )
-        # pixel id -> 1 + position of the segment, void -> 0, via the sorted segment ids
+        # pixel id -> 1 + position of the segment, void -> 0: one search in the sorted [void, ids...]
         flat = ids.reshape(-1).long()
-        order = torch.argsort(segment_ids)
-        sorted_ids = segment_ids[order]
-        position = torch.searchsorted(sorted_ids, flat).clamp_max(max(len(sorted_ids) - 1, 0))
-        known = sorted_ids[position] == flat if len(sorted_ids) else torch.zeros_like(flat, dtype=torch.bool)
-        void = flat == VOID
-        if not bool((known | void).all()):
-            missing = torch.unique(flat[~(known | void)])[:5].tolist()
+        table = torch.cat([segment_ids.new_zeros(1), segment_ids])
+        order = torch.argsort(table)
+        sorted_ids = table[order]
+        position = torch.searchsorted(sorted_ids, flat).clamp_max(len(sorted_ids) - 1)
+        found = sorted_ids[position]
+        if not torch.equal(found, flat):
+            missing = torch.unique(flat[found != flat])[:5].tolist()
             raise ValueError(f"{which} pixel ids {missing} are neither void (0) nor listed in the segments")
-        pixels = torch.where(void, 0, order[position] + 1) if len(sorted_ids) else torch.zeros_like(flat)
+        pixels = order[position]
         return _SegmentTable(
             segment_ids, torch.tensor(categories, dtype=torch.int64, device=device), crowd, pixels
         )
