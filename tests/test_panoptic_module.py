@@ -164,7 +164,7 @@ def test_validation_draws_overlays_to_wandb(tmp_path: Path) -> None:
     metadata = metadata_of(CATEGORIES)
     answers = perturbed(gt_json, gt_ids, shift_every_thing)  # semantic maps unlike the truth's
     module = PanopticModule(OraclePanopticNet(metadata, by_size(answers)), metadata, sgd, overlay_images=2)
-    logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="panoptic")
+    logger = WandbLogger(save_dir=str(tmp_path), project="panoptic", mode="offline")  # as zoo.tracking does
     try:
         trainer(tmp_path, logger=logger).validate(module, dataloaders=loader(gt_json, gt_ids), verbose=False)
     finally:
