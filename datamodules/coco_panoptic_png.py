@@ -15,11 +15,14 @@ MAX_SEGMENT_ID = 256**3 - 1
 
 def read_coco_panoptic_png(path: str | Path) -> Tensor:
     """The (H, W) int64 segment-id map of an RGB-encoded panoptic PNG."""
-    rgb = np.asarray(Image.open(path).convert("RGB"))
-    ids = rgb[..., 2].astype(np.int64) << 16
-    ids |= rgb[..., 1].astype(np.int64) << 8
-    ids |= rgb[..., 0]
-    return torch.from_numpy(ids)
+    with Image.open(path) as image:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        # R, G, B and a zero byte per pixel: read as little-endian int32, that is R + 256 G + 256^2 B
+        rgbx = (
+            np.frombuffer(rgb.tobytes("raw", "RGBX"), dtype=np.uint8).reshape(rgb.height, rgb.width, 4).copy()
+        )
+    rgbx[..., 3] = 0
+    return torch.from_numpy(rgbx.view("<i4")[..., 0]).long()
 
 
 def write_coco_panoptic_png(ids: Tensor, path: str | Path) -> None:

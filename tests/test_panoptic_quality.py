@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from datamodules.coco_panoptic_png import read_coco_panoptic_png, write_coco_panoptic_png
-from metrics.panoptic_quality import PanopticQuality, PanopticSegmentation
+from metrics.panoptic_quality import PanopticQuality, PanopticSegmentation, _pixel_runs
 
 # (ids, segments_info) of one image; a perturbation maps the ground truth's to a prediction's
 Image = tuple[Tensor, list[dict]]
@@ -359,3 +359,55 @@ def test_torchmetrics_panoptic_quality_differs(shared_data: Path) -> None:
     assert measured["identity"] == (1.0, 1.0)
     assert measured["crowd_regions"] == pytest.approx((1.0, 0.875), abs=1e-9)
     assert measured["shift_every_thing"] == pytest.approx((0.5432, 0.5106), abs=1e-4)
+
+
+def test_one_update_of_many_images_equals_one_update_per_image(shared_data: Path) -> None:
+    """Every perturbation of both sample images (two sizes, 20 images: more than one pass of
+    ``IMAGES_PER_PASS``) in one ``update`` gives the per-image rows of updates one image at a time."""
+    gt_json, isthing, gt_ids = _sample(shared_data)
+    predictions, targets = [], []
+    for perturb in PERTURBATIONS:
+        for annotation in gt_json["annotations"]:
+            ids = gt_ids[annotation["file_name"]]
+            targets.append(PanopticSegmentation.from_coco(ids, annotation["segments_info"]))
+            predictions.append(
+                PanopticSegmentation.from_coco(*perturb(ids, annotation["segments_info"], isthing))
+            )
+    assert len(targets) > PanopticQuality.IMAGES_PER_PASS
+    assert len({t.ids.shape for t in targets}) == 2
+    together, apart = PanopticQuality(isthing), PanopticQuality(isthing)
+    together.update(predictions, targets)
+    for prediction, target in zip(predictions, targets, strict=True):
+        apart.update(prediction, target)
+    rows_together = torch.cat(together.per_image)
+    rows_apart = torch.cat(apart.per_image)
+    assert rows_together.shape == (len(targets), 4, len(isthing))
+    assert torch.allclose(rows_together, rows_apart, rtol=0, atol=1e-12)
+    assert len({tuple(row.flatten().tolist()) for row in rows_apart}) > 5  # the images differ
+
+
+def test_pixel_runs_count_as_unique_does() -> None:
+    """The run-length count equals ``torch.unique`` of the paired ids, on noise (runs of one pixel) and
+    on blocks."""
+    generator = torch.Generator().manual_seed(0)
+    noise_gt, noise_pred = (torch.randint(0, 5, (31, 17), generator=generator) for _ in range(2))
+    blocks_gt = torch.arange(4).repeat_interleave(8).view(4, 8).repeat_interleave(3, 0)
+    blocks_pred = torch.roll(blocks_gt, 5) + 10
+    for gt, pred in ((noise_gt, noise_pred), (blocks_gt, blocks_pred)):
+        base = int(pred.max()) + 1
+        keys, lengths = _pixel_runs(gt, pred, base)
+        unique, counts = torch.unique(gt.reshape(-1) * base + pred.reshape(-1), return_counts=True)
+        totals = torch.zeros(int(unique.max()) + 1, dtype=torch.int64).index_add_(0, keys, lengths)
+        assert torch.equal(totals[unique], counts)
+        assert int(lengths.sum()) == gt.numel()
+
+
+def test_error_names_the_image() -> None:
+    metric = PanopticQuality({1: True})
+    ids = torch.tensor([[0, 5], [5, 5]])
+    good = PanopticSegmentation.from_coco(ids, [{"id": 5, "category_id": 1}])
+    bad = PanopticSegmentation.from_coco(ids, [{"id": 6, "category_id": 1}])
+    with pytest.raises(ValueError, match=r"predicted pixel ids \[5\] of image 42 are neither void"):
+        metric.update([good, bad], [good, good], image_ids=[41, 42])
+    with pytest.raises(ValueError, match=r"ground truth pixel ids \[5\] of image 1 of the batch"):
+        metric.update([good, good], [good, bad])
