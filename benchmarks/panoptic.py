@@ -114,7 +114,8 @@ def time_pq(images: int, repeats: int, size: int, batch_size: int) -> None:
                 times[name].append(time.perf_counter() - start)
     reference, ours = (statistics.median(times[n]) for n in ("reference", "ours"))
     print(
-        f"PQ on {images} images of {size} px (ours updated {batch_size} at a time): reference {values['reference']:.6f}, ours {values['ours']:.6f}"
+        f"PQ on {images} images of {size} px (ours updated {batch_size} at a time): "
+        f"reference {values['reference']:.6f}, ours {values['ours']:.6f}"
     )
     assert abs(values["reference"] - values["ours"]) < 1e-9, "the two PQs disagree"
     print(
