@@ -1,0 +1,279 @@
+"""CenterNet, "Objects as Points" (Zhou, Wang and Krähenbühl, 2019), the ctdet task: each object is the
+peak of its class heatmap at its box centre, with the box size and the centre's sub-cell offset regressed
+there. Follows the official code (xingyizhou/CenterNet: ``datasets/sample/ctdet.py``, ``trains/ctdet.py``,
+``models/losses.py``, ``models/decode.py``, ``detectors/ctdet.py``).
+
+- Targets (Sec. 3, official ``ctdet.py``): boxes at the output stride (4), clipped to the output map; a box
+  of size (w, h) > 0 draws a Gaussian bump of radius ``bump_radius(h, w, 0.7)`` at ``int(centre)`` into its
+  class channel (``models.object_heatmaps``, max-merged), and regresses (w, h) and ``centre - int(centre)``
+  at that cell. Boxes of zero width or height after clipping are counted and skipped, as the official
+  ``if h > 0 and w > 0``.
+- Loss (Sec. 3, Eq. 1-3): the heatmap focal loss + 0.1 x L1 on sizes + 1 x L1 on offsets at the object
+  cells (each L1 summed over objects and both coordinates and divided by 2 x objects, the official
+  ``RegL1Loss``), averaged over the network's stacks (Hourglass: intermediate supervision).
+- Decode (Sec. 4): sigmoid, 3x3 max-pool NMS, the top 100 peaks over all classes, centre + offset +/-
+  size / 2; no IoU NMS. Flip test averages the heatmaps and sizes of the image and its mirror, flipped
+  back (the offsets of the image alone), as the official ``flip_test``.
+
+The model follows torchvision's detection convention (``datamodules.batch``): ``forward(images, targets)``
+returns the named losses in training and per-image ``boxes`` / ``labels`` (1..C; class channel l - 1) /
+``scores`` in eval, in each image's own pixels. ``CenterNetTransform`` letterboxes every image into a
+square ``input_size`` input (longest side scaled to it, padded at the bottom and right); the official
+test warps it to the centre of the square, which differs only in where the padding goes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.heatmap_focal_loss import heatmap_focal_loss
+from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
+from models.object_heatmaps import bump_radius, point_heatmaps
+
+log = logging.getLogger(__name__)
+
+# the official COCO statistics (``datasets/dataset/coco.py``), given there in BGR order; here in RGB
+COCO_MEAN_RGB = (0.47026115, 0.44719302, 0.40789654)
+COCO_STD_RGB = (0.27809835, 0.27408164, 0.28863828)
+
+
+@dataclass(frozen=True)
+class CenterTargets:
+    """One batch's CenterNet targets at the output stride; M is the most objects of any image."""
+
+    heatmaps: Tensor  # (B, C, h, w)
+    indices: Tensor  # (B, M) int64 cell y * w + x of each object's centre
+    sizes: Tensor  # (B, M, 2) box width, height in output cells
+    offsets: Tensor  # (B, M, 2) centre - int(centre)
+    mask: Tensor  # (B, M) bool: a real object (not padding, not degenerate)
+    skipped: int  # boxes of zero width or height after clipping
+
+
+def center_targets(
+    boxes: Sequence[Tensor],
+    labels: Sequence[Tensor],
+    num_classes: int,
+    heatmap_size: tuple[int, int],
+    min_overlap: float = 0.7,
+    corrected_radius: bool = False,
+) -> CenterTargets:
+    """CenterNet's targets (module docstring) from per-image XYXY ``boxes`` already in output cells and
+    ``labels`` 1..C. ``heatmap_size`` is (w, h)."""
+    width, height = heatmap_size
+    batch = len(boxes)
+    most = max([len(b) for b in boxes], default=0)
+    device = boxes[0].device if batch else torch.device("cpu")
+    padded = torch.zeros(batch, most, 4, device=device)
+    classes = torch.zeros(batch, most, dtype=torch.int64, device=device)
+    present = torch.zeros(batch, most, dtype=torch.bool, device=device)
+    for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels, strict=True)):
+        padded[i, : len(image_boxes)] = image_boxes.float()
+        classes[i, : len(image_labels)] = image_labels - 1
+        present[i, : len(image_boxes)] = True
+    clipped = torch.stack(
+        [
+            padded[..., 0].clamp(0, width - 1),
+            padded[..., 1].clamp(0, height - 1),
+            padded[..., 2].clamp(0, width - 1),
+            padded[..., 3].clamp(0, height - 1),
+        ],
+        dim=-1,
+    )
+    box_w, box_h = clipped[..., 2] - clipped[..., 0], clipped[..., 3] - clipped[..., 1]
+    mask = present & (box_w > 0) & (box_h > 0)
+    centres = (clipped[..., :2] + clipped[..., 2:]) / 2
+    cells = torch.trunc(centres)
+    radii = bump_radius(box_h, box_w, min_overlap, corrected_radius).to(device)
+    heatmaps = point_heatmaps(centres, classes, radii, mask, num_classes, heatmap_size)
+    indices = (cells[..., 1] * width + cells[..., 0]).long().clamp(0, width * height - 1)
+    return CenterTargets(
+        heatmaps=heatmaps,
+        indices=indices,
+        sizes=torch.stack([box_w, box_h], dim=-1),
+        offsets=centres - cells,
+        mask=mask,
+        skipped=int((present & ~mask).sum()),
+    )
+
+
+def masked_l1(predictions: Tensor, indices: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """The official ``RegL1Loss``: (B, 2, h, w) ``predictions`` read at ``indices``, L1 to (B, M, 2)
+    ``targets`` summed over the masked objects and both coordinates, divided by their count (+1e-4)."""
+    read = gather_at(predictions, indices).float()
+    weight = mask[..., None].expand_as(read).float()
+    return F.l1_loss(read * weight, targets * weight, reduction="sum") / (weight.sum() + 1e-4)
+
+
+@dataclass(frozen=True)
+class CenterNetLossWeights:
+    """The official defaults: ``hm_weight`` 1, ``wh_weight`` 0.1, ``off_weight`` 1."""
+
+    heatmap: float = 1.0
+    size: float = 0.1
+    offset: float = 1.0
+
+
+class CenterNetTransform(nn.Module):
+    """Letterboxes images (B lists of (3, H, W) in [0, 1]) into a normalised (B, 3, S, S) tensor: the
+    longest side scaled to ``input_size``, padding at the bottom and right. ``bgr`` reverses the channels
+    for networks trained on BGR input (the official released weights: the official code reads images with
+    OpenCV)."""
+
+    def __init__(
+        self,
+        input_size: int = 512,
+        mean: Sequence[float] = COCO_MEAN_RGB,
+        std: Sequence[float] = COCO_STD_RGB,
+        bgr: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.bgr = bgr
+        self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
+
+    def scales(self, images: Sequence[Tensor]) -> list[float]:
+        return [self.input_size / max(image.shape[-2:]) for image in images]
+
+    def forward(self, images: Sequence[Tensor]) -> Tensor:
+        size = self.input_size
+        batch = images[0].new_zeros(len(images), 3, size, size)
+        for i, (image, scale) in enumerate(zip(images, self.scales(images), strict=True)):
+            height, width = (min(round(s * scale), size) for s in image.shape[-2:])
+            if (height, width) != tuple(image.shape[-2:]):
+                image = F.interpolate(
+                    image[None], size=(height, width), mode="bilinear", align_corners=False
+                )[0]
+            batch[i, :, :height, :width] = (image - self.mean) / self.std
+        return batch.flip(1) if self.bgr else batch
+
+
+class CenterNet(nn.Module):
+    """CenterNet around a ``network`` whose ``forward(x)`` returns one dict per stack of ``hm`` (C), ``wh``
+    (2) and ``reg`` (2) maps at ``network.output_stride`` (``models.centernet_resnet``, ``models.dla``,
+    ``models.keypoint_hourglass``).
+
+    Args:
+        network: the backbone + heads.
+        num_classes: C, the heatmap channels.
+        input_size: the square network input (official 512; CornerNet's 511).
+        max_detections: K peaks decoded per image (official 100).
+        flip_test: average with the mirrored image at test time (official ``--flip_test``).
+        min_overlap, corrected_radius: the Gaussian radius (``models.object_heatmaps.gaussian_radius``).
+        loss_weights: heatmap / size / offset weights.
+        bgr: feed the network BGR (for the official weights).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int = 80,
+        *,
+        input_size: int = 512,
+        max_detections: int = 100,
+        flip_test: bool = False,
+        min_overlap: float = 0.7,
+        corrected_radius: bool = False,
+        loss_weights: CenterNetLossWeights | None = None,
+        bgr: bool = False,
+    ) -> None:
+        super().__init__()
+        stride = int(getattr(network, "output_stride", 4))
+        if input_size % stride:
+            raise ValueError(f"input_size {input_size} must be a multiple of the output stride {stride}")
+        self.network = network
+        self.num_classes = num_classes
+        self.output_stride = stride
+        self.transform = CenterNetTransform(input_size, bgr=bgr)
+        self.max_detections = max_detections
+        self.flip_test = flip_test
+        self.min_overlap = min_overlap
+        self.corrected_radius = corrected_radius
+        self.loss_weights = loss_weights or CenterNetLossWeights()
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        batch = self.transform(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("CenterNet needs targets in training mode")
+            return self.losses(self.network(batch), targets, self.transform.scales(images))
+        return self.detect(batch, images)
+
+    def losses(
+        self, stacks: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], scales: list[float]
+    ) -> dict[str, Tensor]:
+        heatmap = stacks[0]["hm"]
+        size = (heatmap.shape[-1], heatmap.shape[-2])
+        boxes = [
+            t["boxes"].to(heatmap.device) * scale / self.output_stride
+            for t, scale in zip(targets, scales, strict=True)
+        ]
+        goal = center_targets(
+            boxes,
+            [t["labels"].to(heatmap.device) for t in targets],
+            self.num_classes,
+            size,
+            self.min_overlap,
+            self.corrected_radius,
+        )
+        if goal.skipped:
+            log.debug("CenterNet: %d boxes of zero size at the output stride skipped", goal.skipped)
+        weights = self.loss_weights
+        total = {
+            "loss_heatmap": heatmap.new_zeros(()),
+            "loss_size": heatmap.new_zeros(()),
+            "loss_offset": heatmap.new_zeros(()),
+        }
+        for stack in stacks:
+            total["loss_heatmap"] = total["loss_heatmap"] + heatmap_focal_loss(stack["hm"], goal.heatmaps)
+            total["loss_size"] = total["loss_size"] + masked_l1(
+                stack["wh"], goal.indices, goal.sizes, goal.mask
+            )
+            total["loss_offset"] = total["loss_offset"] + masked_l1(
+                stack["reg"], goal.indices, goal.offsets, goal.mask
+            )
+        factors = {"loss_heatmap": weights.heatmap, "loss_size": weights.size, "loss_offset": weights.offset}
+        return {name: value * factors[name] / len(stacks) for name, value in total.items()}
+
+    @torch.no_grad()
+    def detect(self, batch: Tensor, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        outputs = self.network(torch.cat([batch, batch.flip(-1)]) if self.flip_test else batch)[-1]
+        heat, sizes, offsets = outputs["hm"].float().sigmoid(), outputs["wh"].float(), outputs["reg"].float()
+        if self.flip_test:
+            count = len(batch)
+            heat = (heat[:count] + heat[count:].flip(-1)) / 2
+            sizes = (sizes[:count] + sizes[count:].flip(-1)) / 2
+            offsets = offsets[:count]
+        boxes, scores, labels = decode_centers(heat, sizes, offsets, self.max_detections)
+        detections = []
+        for image_boxes, image_scores, image_labels, image, scale in zip(
+            boxes, scores, labels, images, self.transform.scales(images), strict=True
+        ):
+            height, width = image.shape[-2:]
+            image_boxes = image_boxes * self.output_stride / scale
+            image_boxes[:, 0::2] = image_boxes[:, 0::2].clamp(0, width)
+            image_boxes[:, 1::2] = image_boxes[:, 1::2].clamp(0, height)
+            detections.append({"boxes": image_boxes, "scores": image_scores, "labels": image_labels})
+        return detections
+
+
+def decode_centers(
+    heat: Tensor, sizes: Tensor, offsets: Tensor, max_detections: int = 100
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The official ``ctdet_decode``: (B, C, h, w) heatmap probabilities, (B, 2, h, w) sizes and offsets ->
+    (B, K, 4) XYXY boxes in output cells, (B, K) scores and (B, K) labels 1..C."""
+    peaks = top_peaks(heatmap_nms(heat), max_detections)
+    offset = gather_at(offsets, peaks.indices)
+    size = gather_at(sizes, peaks.indices)
+    xs, ys = peaks.xs + offset[..., 0], peaks.ys + offset[..., 1]
+    half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
+    boxes = torch.stack([xs - half_w, ys - half_h, xs + half_w, ys + half_h], dim=-1)
+    return boxes, peaks.scores, peaks.classes + 1
