@@ -17,9 +17,7 @@ there. Follows the official code (xingyizhou/CenterNet: ``datasets/sample/ctdet.
 
 The model follows torchvision's detection convention (``datamodules.batch``): ``forward(images, targets)``
 returns the named losses in training and per-image ``boxes`` / ``labels`` (1..C; class channel l - 1) /
-``scores`` in eval, in each image's own pixels. ``CenterNetTransform`` letterboxes every image into a
-square ``input_size`` input (longest side scaled to it, padded at the bottom and right); the official
-test warps it to the centre of the square, which differs only in where the padding goes.
+``scores`` in eval, in each image's own pixels, through ``models.letterbox.LetterboxTransform``.
 """
 
 from __future__ import annotations
@@ -34,13 +32,10 @@ from torch import Tensor, nn
 
 from models.heatmap_focal_loss import heatmap_focal_loss
 from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
+from models.letterbox import LetterboxTransform
 from models.object_heatmaps import bump_radius, point_heatmaps
 
 log = logging.getLogger(__name__)
-
-# the official COCO statistics (``datasets/dataset/coco.py``), given there in BGR order; here in RGB
-COCO_MEAN_RGB = (0.47026115, 0.44719302, 0.40789654)
-COCO_STD_RGB = (0.27809835, 0.27408164, 0.28863828)
 
 
 @dataclass(frozen=True)
@@ -119,41 +114,6 @@ class CenterNetLossWeights:
     offset: float = 1.0
 
 
-class CenterNetTransform(nn.Module):
-    """Letterboxes images (B lists of (3, H, W) in [0, 1]) into a normalised (B, 3, S, S) tensor: the
-    longest side scaled to ``input_size``, padding at the bottom and right. ``bgr`` reverses the channels
-    for networks trained on BGR input (the official released weights: the official code reads images with
-    OpenCV)."""
-
-    def __init__(
-        self,
-        input_size: int = 512,
-        mean: Sequence[float] = COCO_MEAN_RGB,
-        std: Sequence[float] = COCO_STD_RGB,
-        bgr: bool = False,
-    ) -> None:
-        super().__init__()
-        self.input_size = input_size
-        self.bgr = bgr
-        self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
-
-    def scales(self, images: Sequence[Tensor]) -> list[float]:
-        return [self.input_size / max(image.shape[-2:]) for image in images]
-
-    def forward(self, images: Sequence[Tensor]) -> Tensor:
-        size = self.input_size
-        batch = images[0].new_zeros(len(images), 3, size, size)
-        for i, (image, scale) in enumerate(zip(images, self.scales(images), strict=True)):
-            height, width = (min(round(s * scale), size) for s in image.shape[-2:])
-            if (height, width) != tuple(image.shape[-2:]):
-                image = F.interpolate(
-                    image[None], size=(height, width), mode="bilinear", align_corners=False
-                )[0]
-            batch[i, :, :height, :width] = (image - self.mean) / self.std
-        return batch.flip(1) if self.bgr else batch
-
-
 class CenterNet(nn.Module):
     """CenterNet around a ``network`` whose ``forward(x)`` returns one dict per stack of ``hm`` (C), ``wh``
     (2) and ``reg`` (2) maps at ``network.output_stride`` (``models.centernet_resnet``, ``models.dla``,
@@ -190,7 +150,7 @@ class CenterNet(nn.Module):
         self.network = network
         self.num_classes = num_classes
         self.output_stride = stride
-        self.transform = CenterNetTransform(input_size, bgr=bgr)
+        self.transform = LetterboxTransform(input_size, bgr=bgr)
         self.max_detections = max_detections
         self.flip_test = flip_test
         self.min_overlap = min_overlap

@@ -1,0 +1,53 @@
+"""The input transform of the keypoint detectors (CenterNet, CornerNet): every image letterboxed into one
+square network input -- the longest side scaled to ``input_size``, padded at the bottom and right -- and
+normalised with the official COCO statistics. (The official test warps the image to the centre of the
+square; only where the padding goes differs.) ``scales`` gives each image's factor, by which boxes go into
+the input frame and, divided, back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# the official COCO statistics (CenterNet ``datasets/dataset/coco.py``, CornerNet ``db/coco.py``), given
+# there in BGR order; here in RGB
+COCO_MEAN_RGB = (0.47026115, 0.44719302, 0.40789654)
+COCO_STD_RGB = (0.27809835, 0.27408164, 0.28863828)
+
+
+class LetterboxTransform(nn.Module):
+    """Letterboxes images (B lists of (3, H, W) in [0, 1]) into a normalised (B, 3, S, S) tensor: the
+    longest side scaled to ``input_size``, padding at the bottom and right. ``bgr`` reverses the channels
+    for networks trained on BGR input (the official released weights: the official code reads images with
+    OpenCV)."""
+
+    def __init__(
+        self,
+        input_size: int = 512,
+        mean: Sequence[float] = COCO_MEAN_RGB,
+        std: Sequence[float] = COCO_STD_RGB,
+        bgr: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.bgr = bgr
+        self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
+
+    def scales(self, images: Sequence[Tensor]) -> list[float]:
+        return [self.input_size / max(image.shape[-2:]) for image in images]
+
+    def forward(self, images: Sequence[Tensor]) -> Tensor:
+        size = self.input_size
+        batch = images[0].new_zeros(len(images), 3, size, size)
+        for i, (image, scale) in enumerate(zip(images, self.scales(images), strict=True)):
+            height, width = (min(round(s * scale), size) for s in image.shape[-2:])
+            if (height, width) != tuple(image.shape[-2:]):
+                image = F.interpolate(
+                    image[None], size=(height, width), mode="bilinear", align_corners=False
+                )[0]
+            batch[i, :, :height, :width] = (image - self.mean) / self.std
+        return batch.flip(1) if self.bgr else batch
