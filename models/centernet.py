@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from models.heatmap_focal_loss import heatmap_focal_loss
 from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
 from models.letterbox import LetterboxTransform
-from models.object_heatmaps import bump_radius, point_heatmaps
+from models.object_heatmaps import bump_radius, pad_objects, point_heatmaps
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,8 @@ def center_targets(
     """CenterNet's targets (module docstring) from per-image XYXY ``boxes`` already in output cells and
     ``labels`` 1..C. ``heatmap_size`` is (w, h)."""
     width, height = heatmap_size
-    batch = len(boxes)
-    most = max([len(b) for b in boxes], default=0)
-    device = boxes[0].device if batch else torch.device("cpu")
-    padded = torch.zeros(batch, most, 4, device=device)
-    classes = torch.zeros(batch, most, dtype=torch.int64, device=device)
-    present = torch.zeros(batch, most, dtype=torch.bool, device=device)
-    for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels, strict=True)):
-        padded[i, : len(image_boxes)] = image_boxes.float()
-        classes[i, : len(image_labels)] = image_labels - 1
-        present[i, : len(image_boxes)] = True
+    padded, classes, present = pad_objects(boxes, labels)
+    device = padded.device
     clipped = torch.stack(
         [
             padded[..., 0].clamp(0, width - 1),

@@ -10,6 +10,8 @@ remainder is the offset target that the networks regress.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -93,3 +95,19 @@ def point_heatmaps(
         sigma=(2 * radii + 1) / 6,
         window_radius=radii,
     )
+
+
+def pad_objects(boxes: Sequence[Tensor], labels: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image (N_i, 4) boxes and (N_i,) labels 1..C -> (B, M, 4) float boxes, (B, M) int64 class channels
+    (label - 1) and (B, M) bool "present", M the most objects of any image (zeros in the padding)."""
+    batch = len(boxes)
+    most = max([len(b) for b in boxes], default=0)
+    device = boxes[0].device if batch else torch.device("cpu")
+    padded = torch.zeros(batch, most, 4, device=device)
+    classes = torch.zeros(batch, most, dtype=torch.int64, device=device)
+    present = torch.zeros(batch, most, dtype=torch.bool, device=device)
+    for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels, strict=True)):
+        padded[i, : len(image_boxes)] = image_boxes.float()
+        classes[i, : len(image_labels)] = image_labels - 1
+        present[i, : len(image_boxes)] = True
+    return padded, classes, present
