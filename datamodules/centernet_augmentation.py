@@ -27,7 +27,7 @@ import numpy as np
 
 from datamodules.instance_transforms import instance_bbox_params
 
-SCALES = tuple(np.round(np.arange(0.6, 1.4, 0.1), 1))
+SCALES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)  # the official np.arange(0.6, 1.4, 0.1)
 # the official ImageNet PCA (``datasets/dataset/coco.py``), rows for B, G, R: reversed here for RGB
 EIGENVALUES = np.array([0.2141788, 0.01817699, 0.00341571])
 EIGENVECTORS_BGR = np.array(

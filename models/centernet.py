@@ -120,6 +120,8 @@ class CenterNet(nn.Module):
         min_overlap, corrected_radius: the Gaussian radius (``models.object_heatmaps.gaussian_radius``).
         loss_weights: heatmap / size / offset weights.
         bgr: feed the network BGR (for the official weights).
+        test_padding: evaluate each image at its own resolution, padded as the official test does
+            ((32, 0); ``models.letterbox``); None: letterboxed to ``input_size`` as in training.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class CenterNet(nn.Module):
         corrected_radius: bool = False,
         loss_weights: CenterNetLossWeights | None = None,
         bgr: bool = False,
+        test_padding: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         stride = int(getattr(network, "output_stride", 4))
@@ -142,7 +145,7 @@ class CenterNet(nn.Module):
         self.network = network
         self.num_classes = num_classes
         self.output_stride = stride
-        self.transform = LetterboxTransform(input_size, bgr=bgr)
+        self.transform = LetterboxTransform(input_size, bgr=bgr, test_padding=test_padding)
         self.max_detections = max_detections
         self.flip_test = flip_test
         self.min_overlap = min_overlap

@@ -2,7 +2,13 @@
 square network input -- the longest side scaled to ``input_size``, padded at the bottom and right -- and
 normalised with the official COCO statistics. (The official test warps the image to the centre of the
 square; only where the padding goes differs.) ``scales`` gives each image's factor, by which boxes go into
-the input frame and, divided, back."""
+the input frame and, divided, back.
+
+``test_padding=(divisor, minus)`` is the official test mode instead (CenterNet ``--keep_res``, CornerNet's
+test): in eval mode every image keeps its resolution and is padded to ``(side // divisor + 1) * divisor -
+minus`` -- CenterNet's ``(side | 31) + 1`` is (32, 0), CornerNet's ``side | 127`` is (128, 1) -- the batch
+to its largest padded size.
+"""
 
 from __future__ import annotations
 
@@ -30,24 +36,41 @@ class LetterboxTransform(nn.Module):
         mean: Sequence[float] = COCO_MEAN_RGB,
         std: Sequence[float] = COCO_STD_RGB,
         bgr: bool = False,
+        test_padding: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.input_size = input_size
         self.bgr = bgr
+        self.test_padding = tuple(test_padding) if test_padding is not None else None
         self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
 
+    @property
+    def keeps_resolution(self) -> bool:
+        return self.test_padding is not None and not self.training
+
     def scales(self, images: Sequence[Tensor]) -> list[float]:
+        if self.keeps_resolution:
+            return [1.0] * len(images)
         return [self.input_size / max(image.shape[-2:]) for image in images]
 
+    def padded_side(self, side: int) -> int:
+        divisor, minus = self.test_padding or (1, 0)
+        return (side // divisor + 1) * divisor - minus
+
     def forward(self, images: Sequence[Tensor]) -> Tensor:
-        size = self.input_size
-        batch = images[0].new_zeros(len(images), 3, size, size)
+        if self.keeps_resolution:
+            height = max(self.padded_side(image.shape[-2]) for image in images)
+            width = max(self.padded_side(image.shape[-1]) for image in images)
+        else:
+            height = width = self.input_size
+        batch = images[0].new_zeros(len(images), 3, height, width)
         for i, (image, scale) in enumerate(zip(images, self.scales(images), strict=True)):
-            height, width = (min(round(s * scale), size) for s in image.shape[-2:])
-            if (height, width) != tuple(image.shape[-2:]):
-                image = F.interpolate(
-                    image[None], size=(height, width), mode="bilinear", align_corners=False
-                )[0]
-            batch[i, :, :height, :width] = (image - self.mean) / self.std
+            size = tuple(
+                min(round(s * scale), limit)
+                for s, limit in zip(image.shape[-2:], (height, width), strict=True)
+            )
+            if size != tuple(image.shape[-2:]):
+                image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+            batch[i, :, : size[0], : size[1]] = (image - self.mean) / self.std
         return batch.flip(1) if self.bgr else batch

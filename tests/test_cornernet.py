@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from models.cornernet_detector import (
+from models.cornernet import (
     CornerNet,
     CornerNetDecoding,
     corner_targets,

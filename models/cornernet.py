@@ -150,7 +150,7 @@ class CornerNetDecoding:
 class CornerNet(nn.Module):
     """CornerNet around a ``network`` whose ``forward(x)`` returns one dict per stack of ``tl_heat``,
     ``br_heat`` (C), ``tl_tag``, ``br_tag`` (1) and ``tl_regr``, ``br_regr`` (2) maps
-    (``models.cornernet_hourglass``).
+    (``models.cornernet_hourglass.CornerNetHourglass``).
 
     Args:
         network: the backbone, corner pooling and heads.
@@ -160,6 +160,8 @@ class CornerNet(nn.Module):
         loss_weights: heatmap / pull / push / offset weights.
         decoding: the test settings.
         bgr: feed the network BGR (for the official weights).
+        test_padding: evaluate each image at its own resolution, padded as the official test does
+            ((128, 1); ``models.letterbox``); None: letterboxed to ``input_size`` as in training.
     """
 
     def __init__(
@@ -173,11 +175,12 @@ class CornerNet(nn.Module):
         loss_weights: CornerNetLossWeights | None = None,
         decoding: CornerNetDecoding | None = None,
         bgr: bool = False,
+        test_padding: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.network = network
         self.num_classes = num_classes
-        self.transform = LetterboxTransform(input_size, bgr=bgr)
+        self.transform = LetterboxTransform(input_size, bgr=bgr, test_padding=test_padding)
         self.min_overlap = min_overlap
         self.corrected_radius = corrected_radius
         self.loss_weights = loss_weights or CornerNetLossWeights()
