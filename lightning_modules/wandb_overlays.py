@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 import wandb
 from torch import Tensor
 
@@ -84,7 +85,26 @@ def detection_overlay(
             "mask_data": _label_map(target["masks"], target["labels"], None),
             "class_labels": mask_labels,
         }
+    if "heatmap" in prediction:  # keypoint detectors: the centre (corner) heatmap under the boxes
+        layers_masks["heatmap"] = {
+            "mask_data": heatmap_levels(prediction["heatmap"], pixels.shape[:2]),
+            "class_labels": HEATMAP_LEVEL_NAMES,
+        }
     return wandb.Image(pixels, masks=layers_masks or None, boxes=layers_boxes)
+
+
+HEATMAP_LEVELS = 10
+HEATMAP_LEVEL_NAMES = {
+    level: f"heatmap {level / HEATMAP_LEVELS:.1f}-{(level + 1) / HEATMAP_LEVELS:.1f}"
+    for level in range(HEATMAP_LEVELS)
+}
+
+
+def heatmap_levels(heatmap: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """An (h, w) map of probabilities over the image, resized (nearest) to ``size`` and binned into
+    ``HEATMAP_LEVELS`` levels of 0.1 (W&B mask layers are label maps)."""
+    resized = F.interpolate(heatmap.detach().float()[None, None].cpu(), size=size, mode="nearest")[0, 0]
+    return (resized * HEATMAP_LEVELS).floor().clamp(0, HEATMAP_LEVELS - 1).to(torch.uint8).numpy()
 
 
 GROUND_TRUTH_COLOUR = (0, 220, 0)

@@ -17,7 +17,8 @@ there. Follows the official code (xingyizhou/CenterNet: ``datasets/sample/ctdet.
 
 The model follows torchvision's detection convention (``datamodules.batch``): ``forward(images, targets)``
 returns the named losses in training and per-image ``boxes`` / ``labels`` (1..C; class channel l - 1) /
-``scores`` in eval, in each image's own pixels, through ``models.letterbox.LetterboxTransform``.
+``scores`` in eval, in each image's own pixels, through ``models.letterbox.LetterboxTransform``, and
+``heatmap``: the highest class probability of each output cell over the image (for the overlays).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from models.heatmap_focal_loss import heatmap_focal_loss
 from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
-from models.letterbox import LetterboxTransform
+from models.letterbox import LetterboxTransform, image_region
 from models.object_heatmaps import bump_radius, pad_objects, point_heatmaps
 
 log = logging.getLogger(__name__)
@@ -209,14 +210,21 @@ class CenterNet(nn.Module):
             offsets = offsets[:count]
         boxes, scores, labels = decode_centers(heat, sizes, offsets, self.max_detections)
         detections = []
-        for image_boxes, image_scores, image_labels, image, scale in zip(
-            boxes, scores, labels, images, self.transform.scales(images), strict=True
+        for image_boxes, image_scores, image_labels, image_heat, image, scale in zip(
+            boxes, scores, labels, heat.amax(dim=1), images, self.transform.scales(images), strict=True
         ):
             height, width = image.shape[-2:]
             image_boxes = image_boxes * self.output_stride / scale
             image_boxes[:, 0::2] = image_boxes[:, 0::2].clamp(0, width)
             image_boxes[:, 1::2] = image_boxes[:, 1::2].clamp(0, height)
-            detections.append({"boxes": image_boxes, "scores": image_scores, "labels": image_labels})
+            detections.append(
+                {
+                    "boxes": image_boxes,
+                    "scores": image_scores,
+                    "labels": image_labels,
+                    "heatmap": image_region(image_heat, (height, width), scale, self.output_stride),
+                }
+            )
         return detections
 
 

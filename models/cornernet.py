@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from models.heatmap_focal_loss import heatmap_focal_loss
 from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
-from models.letterbox import LetterboxTransform
+from models.letterbox import LetterboxTransform, image_region
 from models.object_heatmaps import bump_radius, pad_objects, point_heatmaps
 from models.soft_nms import soft_nms
 
@@ -271,8 +271,11 @@ class CornerNet(nn.Module):
             [batch.shape[-1] / out_w, batch.shape[-2] / out_h] * 2, dtype=boxes.dtype, device=boxes.device
         )
         detections = []
-        for image_boxes, image_scores, image_labels, image, scale in zip(
-            boxes, scores, labels, images, self.transform.scales(images), strict=True
+        corners = (
+            torch.maximum(outputs["tl_heat"][:count], outputs["br_heat"][:count]).float().sigmoid().amax(1)
+        )
+        for image_boxes, image_scores, image_labels, image_corners, image, scale in zip(
+            boxes, scores, labels, corners, images, self.transform.scales(images), strict=True
         ):
             valid = image_scores > -1
             image_boxes = image_boxes[valid] * to_input / scale
@@ -288,6 +291,7 @@ class CornerNet(nn.Module):
                     "boxes": image_boxes[keep][best],
                     "scores": kept_scores[best],
                     "labels": image_labels[valid][keep][best],
+                    "heatmap": image_region(image_corners, (height, width), scale, float(to_input[0])),
                 }
             )
         return detections

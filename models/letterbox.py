@@ -12,6 +12,7 @@ to its largest padded size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -74,3 +75,10 @@ class LetterboxTransform(nn.Module):
                 image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
             batch[i, :, : size[0], : size[1]] = (image - self.mean) / self.std
         return batch.flip(1) if self.bgr else batch
+
+
+def image_region(maps: Tensor, image_hw: Sequence[int], scale: float, stride: float) -> Tensor:
+    """The part of (..., h, w) output maps of stride ``stride`` that covers an image of ``image_hw``
+    letterboxed by ``scale`` (the padding cut off), e.g. for drawing a heatmap over the image."""
+    height, width = (max(1, math.ceil(side * scale / stride)) for side in image_hw)
+    return maps[..., :height, :width]
