@@ -36,7 +36,8 @@ from pathlib import Path
 
 from torch import Tensor, cat, nn
 
-from models.centernet_resnet import ModulatedDeformConv2d, check_input_size, fill_bilinear_, load_body_weights
+from models.centernet_resnet import check_input_size, load_body_weights
+from models.dcn_v2 import ModulatedDeformConv2d, fill_bilinear_
 from models.keypoint_heads import KeypointHeads, is_heatmap
 from models.pretrained_weights import read_state_dict
 
