@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from models.heatmap_focal_loss import heatmap_focal_loss
 from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
-from models.letterbox import LetterboxTransform, image_region
+from models.keypoint_detector import KeypointDetector
+from models.letterbox import image_region
 from models.object_heatmaps import bump_radius, pad_objects, point_heatmaps
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class CenterNetLossWeights:
     offset: float = 1.0
 
 
-class CenterNet(nn.Module):
+class CenterNet(KeypointDetector):
     """CenterNet around a ``network`` whose ``forward(x)`` returns one dict per stack of ``hm`` (C), ``wh``
     (2) and ``reg`` (2) maps at ``network.output_stride`` (``models.centernet_resnet``, ``models.dla``,
     ``models.keypoint_hourglass``).
@@ -139,32 +140,21 @@ class CenterNet(nn.Module):
         bgr: bool = False,
         test_padding: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__()
         stride = int(getattr(network, "output_stride", 4))
         if input_size % stride:
             raise ValueError(f"input_size {input_size} must be a multiple of the output stride {stride}")
-        self.network = network
-        self.num_classes = num_classes
+        super().__init__(network, num_classes, input_size, min_overlap, corrected_radius, bgr, test_padding)
         self.output_stride = stride
-        self.transform = LetterboxTransform(input_size, bgr=bgr, test_padding=test_padding)
         self.max_detections = max_detections
         self.flip_test = flip_test
-        self.min_overlap = min_overlap
-        self.corrected_radius = corrected_radius
         self.loss_weights = loss_weights or CenterNetLossWeights()
 
-    def forward(
-        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        batch = self.transform(images)
-        if self.training:
-            if targets is None:
-                raise ValueError("CenterNet needs targets in training mode")
-            return self.losses(self.network(batch), targets, self.transform.scales(images))
-        return self.detect(batch, images)
-
     def losses(
-        self, stacks: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], scales: list[float]
+        self,
+        stacks: list[dict[str, Tensor]],
+        targets: list[dict[str, Tensor]],
+        scales: list[float],
+        input_hw: tuple[int, int],
     ) -> dict[str, Tensor]:
         heatmap = stacks[0]["hm"]
         size = (heatmap.shape[-1], heatmap.shape[-2])

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 
 from models.heatmap_focal_loss import heatmap_focal_loss
 from models.heatmap_peaks import gather_at, heatmap_nms, top_peaks
-from models.letterbox import LetterboxTransform, image_region
+from models.keypoint_detector import KeypointDetector
+from models.letterbox import image_region
 from models.object_heatmaps import bump_radius, pad_objects, point_heatmaps
 from models.soft_nms import soft_nms
 
@@ -147,7 +148,7 @@ class CornerNetDecoding:
     flip_test: bool = True
 
 
-class CornerNet(nn.Module):
+class CornerNet(KeypointDetector):
     """CornerNet around a ``network`` whose ``forward(x)`` returns one dict per stack of ``tl_heat``,
     ``br_heat`` (C), ``tl_tag``, ``br_tag`` (1) and ``tl_regr``, ``br_regr`` (2) maps
     (``models.cornernet_hourglass.CornerNetHourglass``).
@@ -177,31 +178,16 @@ class CornerNet(nn.Module):
         bgr: bool = False,
         test_padding: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__()
-        self.network = network
-        self.num_classes = num_classes
-        self.transform = LetterboxTransform(input_size, bgr=bgr, test_padding=test_padding)
-        self.min_overlap = min_overlap
-        self.corrected_radius = corrected_radius
+        super().__init__(network, num_classes, input_size, min_overlap, corrected_radius, bgr, test_padding)
         self.loss_weights = loss_weights or CornerNetLossWeights()
         self.decoding = decoding or CornerNetDecoding()
-
-    def forward(
-        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        batch = self.transform(images)
-        if self.training:
-            if targets is None:
-                raise ValueError("CornerNet needs targets in training mode")
-            return self.losses(self.network(batch), targets, self.transform.scales(images), batch.shape[-2:])
-        return self.detect(batch, images)
 
     def losses(
         self,
         stacks: list[dict[str, Tensor]],
         targets: list[dict[str, Tensor]],
         scales: list[float],
-        input_hw: Sequence[int],
+        input_hw: tuple[int, int],
     ) -> dict[str, Tensor]:
         heat = stacks[0]["tl_heat"]
         goal = corner_targets(
