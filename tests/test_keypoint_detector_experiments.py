@@ -51,7 +51,8 @@ def test_coco_experiment_is_the_official_configuration(
     assert count(model) == parameters
     cornernet = path.startswith("cornernet")
     assert model.transform.input_size == (511 if cornernet else 512)
-    assert model.transform.test_padding == ((128, 1) if cornernet else (32, 0))
+    hourglass = path.endswith("hg104.yaml")
+    assert model.transform.test_padding == ((128, 1) if cornernet else (128, 0) if hourglass else (32, 0))
     module = config["model"]["init_args"]
     assert module["optimizer"]["class_path"] == "torch.optim.Adam"
     assert module["optimizer"]["init_args"] == {"lr": lr}
