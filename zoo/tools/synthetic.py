@@ -16,14 +16,18 @@
 - ``style``: ``style/{train,val}/<id>.png`` content renders and ``style/style.png``;
 - ``classes``: ``classes/{train,val}/<class_name>/<id>.png``, one centred 32 x 32 thing per image, the
   train and val counts split evenly over the classes
-(``datamodules.synthetic.image_layouts``). Every split and layout uses its own seed stream, so val never
-repeats train images; the same arguments always give byte-identical files.
+(``datamodules.synthetic.image_layouts``);
+- ``faces``: ``faces/{train,val}/images/<id>.png`` and ``faces/{train,val}/label.txt``, 1-5 faces with 5
+  landmarks per image in RetinaFace's WIDER FACE layout (``datamodules.synthetic.faces``).
+Every split and layout uses its own seed stream, so val never repeats train images; the same arguments
+always give byte-identical files.
 """
 
 import argparse
 from pathlib import Path
 
 from datamodules.synthetic.coco_writer import write_coco_split
+from datamodules.synthetic.faces import write_face_split
 from datamodules.synthetic.image_layouts import (
     write_class_images_split,
     write_cyclegan_split,
@@ -33,7 +37,7 @@ from datamodules.synthetic.image_layouts import (
 )
 from datamodules.synthetic.world import THING_CLASSES, SceneConfig
 
-FORMATS = ("coco", "panoptic", "pix2pix", "cyclegan", "sr", "style", "classes")
+FORMATS = ("coco", "panoptic", "pix2pix", "cyclegan", "sr", "style", "classes", "faces")
 COCO_FORMATS = ("coco", "panoptic")  # written together by ``write_coco_split``
 
 
@@ -124,6 +128,11 @@ def _write_image_layout(layout: str, args: argparse.Namespace) -> None:
             phase = "train" if split == "train" else "test"
             a, b = write_cyclegan_split(root, phase, count, count, size, seed, progress=True)
             print(f"cyclegan {phase}: {count} domain A images in {a}, {count} domain B images in {b}")
+        elif layout == "faces":
+            label_file = write_face_split(root, split, count, size, seed)
+            print(
+                f"faces {split}: {count} images in {label_file.parent / 'images'}, annotations {label_file}"
+            )
         elif layout == "sr":
             folder = write_super_resolution_split(root, split, count, size, seed, progress=True)
             print(f"sr {split}: {count} high-resolution images in {folder}")
