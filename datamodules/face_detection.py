@@ -1,0 +1,82 @@
+"""Face detection items from a WIDER FACE annotation file (either layout, ``datamodules.wider_face``) and its
+image folder, in the project's batch convention (``datamodules.batch``): image float32 (3, H, W) in [0, 1];
+target ``image_id`` (the record's 1-based position in the file), ``boxes`` (N, 4) XYXY pixels, ``labels``
+(N,) all 1 (the face class), ``landmarks`` (N, 5, 2) pixels with NaN where a face has none.
+
+``train_size``: training items go through RetinaFace's augmentation (``datamodules.face_augmentation``)
+to that square size, drawn from the item's seed (``seeded_item``, the resumable loader's contract);
+``None``: items as stored (evaluation, where predictions are scored in the image's own pixels). A missing
+or unreadable image is a ``DatasetFormatError`` naming the annotation file and the image path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.batch import Target
+from datamodules.errors import DatasetFormatError
+from datamodules.face_augmentation import face_train_transform
+from datamodules.wider_face import read_wider_face_annotations
+
+FACE_LABEL = 1
+
+
+class FaceDetectionDataset(Dataset):
+    """Items of one WIDER FACE split (module docstring)."""
+
+    def __init__(
+        self, image_dir: str | Path, annotation_file: str | Path, train_size: int | None = None
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.annotation_file = Path(annotation_file)
+        self.train_size = train_size
+        annotations = read_wider_face_annotations(self.annotation_file)
+        self.records = annotations.images
+        self.skipped = annotations.skipped
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_faces(self) -> int:
+        return sum(len(record.boxes) for record in self.records)
+
+    def _image(self, item: int) -> np.ndarray:
+        path = self.image_dir / self.records[item].path
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetFormatError(
+                f"{self.annotation_file}: image {self.records[item].path} (item {item}) is missing or "
+                f"unreadable "
+                f"at {path}",
+                "missing_image",
+            )
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def _item(self, item: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, Target]:
+        record = self.records[item]
+        image, boxes, landmarks = self._image(item), record.boxes, record.landmarks
+        if rng is not None and self.train_size is not None:
+            image, boxes, landmarks = face_train_transform(image, boxes, landmarks, self.train_size, rng)
+        target: Target = {
+            "image_id": torch.tensor(item + 1, dtype=torch.int64),
+            "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).reshape(-1, 4),
+            "labels": torch.full((len(boxes),), FACE_LABEL, dtype=torch.int64),
+            "landmarks": torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32)).reshape(
+                -1, 5, 2
+            ),
+        }
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+        return pixels, target
+
+    def seeded_item(self, item: int, seed: int) -> tuple[torch.Tensor, Target]:
+        """Item ``item`` with its augmentation (when ``train_size`` is set) drawn from ``seed``."""
+        return self._item(item, np.random.default_rng(seed))
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, Target]:
+        return self._item(item, None)
