@@ -53,6 +53,7 @@ class Target(TypedDict, total=False):
     segments: Tensor  # int64 (M, 3): per panoptic segment [id, category_id, iscrowd], in the JSON's order
     landmarks: Tensor  # float32 (N, L, 2): facial landmarks in pixels (NaN where not annotated)
     dense_points: Tensor  # float32 (N, P, 5): DensePose points x, y (box frame), part index, u, v
+    face_subsets: Tensor  # bool (N, 3): the WIDER FACE easy / medium / hard keep flags of each face
 
 
 Batch = tuple[list[Tensor], list[Target]]

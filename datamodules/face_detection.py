@@ -7,6 +7,10 @@ target ``image_id`` (the record's 1-based position in the file), ``boxes`` (N, 4
 to that square size, drawn from the item's seed (``seeded_item``, the resumable loader's contract);
 ``None``: items as stored (evaluation, where predictions are scored in the image's own pixels). A missing
 or unreadable image is a ``DatasetFormatError`` naming the annotation file and the image path.
+
+``subsets``: the official easy / medium / hard keep lists (``metrics.wider_face_ap.read_official_subsets``,
+keyed by image name without extension); items then carry ``face_subsets`` (N, 3) bool for the WIDER FACE
+AP. An image missing from them, or a face count that differs from the annotation's, is an error.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from torch.utils.data import Dataset
 from datamodules.batch import Target
 from datamodules.errors import DatasetFormatError
 from datamodules.face_augmentation import face_train_transform
-from datamodules.wider_face import read_wider_face_annotations
+from datamodules.wider_face import FaceImage, read_wider_face_annotations
 
 FACE_LABEL = 1
 
@@ -30,7 +34,11 @@ class FaceDetectionDataset(Dataset):
     """Items of one WIDER FACE split (module docstring)."""
 
     def __init__(
-        self, image_dir: str | Path, annotation_file: str | Path, train_size: int | None = None
+        self,
+        image_dir: str | Path,
+        annotation_file: str | Path,
+        train_size: int | None = None,
+        subsets: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.annotation_file = Path(annotation_file)
@@ -38,6 +46,26 @@ class FaceDetectionDataset(Dataset):
         annotations = read_wider_face_annotations(self.annotation_file)
         self.records = annotations.images
         self.skipped = annotations.skipped
+        self.face_subsets = None if subsets is None else [self._subsets(r, subsets) for r in self.records]
+
+    def _subsets(self, record: FaceImage, subsets: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+        name = Path(record.path).stem
+        keep = np.zeros((len(record.boxes), len(subsets)), dtype=bool)
+        for column, lists in enumerate(subsets.values()):
+            if name not in lists:
+                raise DatasetFormatError(
+                    f"{self.annotation_file}: image {record.path} is not in the subset lists"
+                )
+            indices = lists[name]
+            if len(indices) and indices.max() >= len(record.boxes):
+                raise DatasetFormatError(
+                    f"{self.annotation_file}: image {record.path} has {len(record.boxes)} faces but the "
+                    "subset "
+                    f"lists keep face {int(indices.max()) + 1} (the lists count the official file's faces, "
+                    "degenerate ones included)"
+                )
+            keep[indices, column] = True
+        return keep
 
     def __len__(self) -> int:
         return len(self.records)
@@ -71,6 +99,8 @@ class FaceDetectionDataset(Dataset):
                 -1, 5, 2
             ),
         }
+        if self.face_subsets is not None and rng is None:  # evaluation items: the faces as stored
+            target["face_subsets"] = torch.from_numpy(self.face_subsets[item])
         pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
         return pixels, target
 

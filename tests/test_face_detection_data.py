@@ -86,3 +86,33 @@ def test_missing_image_names_the_annotation_file(tmp_path: Path) -> None:
     dataset = FaceDetectionDataset(tmp_path, tmp_path / "label.txt")
     with pytest.raises(DatasetFormatError, match=r"label\.txt: image nowhere\.png \(item 0\) is missing"):
         dataset[0]
+
+
+def test_official_subset_lists_become_face_subsets(faces: Path, tmp_path: Path) -> None:
+    from scipy.io import savemat
+
+    from metrics.wider_face_ap import SUBSETS, read_official_subsets
+
+    dataset = FaceDetectionDataset(faces / "images", faces / "label.txt")
+    names = [Path(record.path).stem for record in dataset.records]
+    counts = [len(record.boxes) for record in dataset.records]
+
+    def cell(items):
+        array = np.empty((len(items), 1), dtype=object)
+        for i, item in enumerate(items):
+            array[i, 0] = item
+        return array
+
+    savemat(tmp_path / "wider_face_val.mat", {"file_list": cell([cell([np.array([n]) for n in names])])})
+    for subset, keep_first in zip(SUBSETS, (1, 2, 5), strict=True):
+        lists = [np.arange(1, min(keep_first, n) + 1, dtype=np.float64).reshape(-1, 1) for n in counts]
+        savemat(tmp_path / f"wider_{subset}_val.mat", {"gt_list": cell([cell(lists)])})
+    with_subsets = FaceDetectionDataset(
+        faces / "images", faces / "label.txt", subsets=read_official_subsets(tmp_path)
+    )
+    _, target = with_subsets[1]
+    keep = target["face_subsets"]
+    assert keep.shape == (counts[1], 3) and keep[0].all()
+    assert keep[:, 0].sum() == min(1, counts[1]) and keep[:, 2].sum() == min(5, counts[1])
+    _, augmented = with_subsets.seeded_item(1, 0)
+    assert "face_subsets" not in augmented
