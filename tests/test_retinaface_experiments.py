@@ -59,3 +59,34 @@ def test_synthetic_experiment_fits_validates_and_predicts(tmp_path: Path) -> Non
     for image in predictions:
         for face in image["faces"]:
             assert len(face["bbox"]) == 4 and len(face["landmarks"]) == 5 and 0 <= face["score"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "backbone", "parameters", "size", "batch", "devices", "max_steps", "milestones", "hard"),
+    [
+        ("widerface_mnet025", "mobilenet0.25", 426_608, 640, 32, 1, 100_750, [76_570, 88_660], 0.8099),
+        ("widerface_r50", "resnet50", 27_293_600, 840, 6, 4, 53_700, [37_590, 48_330], 0.8960),
+    ],
+)
+def test_widerface_experiment_is_the_implementation_configuration(
+    name, backbone, parameters, size, batch, devices, max_steps, milestones, hard
+) -> None:
+    import yaml
+
+    from models.retinaface import RetinaFace
+    from models.retinaface_network import RetinaFaceNetwork
+
+    config = yaml.safe_load((REPO_ROOT / "experiments" / "retinaface" / f"{name}.yaml").read_text())
+    module = config["model"]["init_args"]
+    spec = module["model"]["init_args"]
+    assert spec["network"]["init_args"] == {"backbone": backbone}
+    model = RetinaFace(RetinaFaceNetwork(backbone), image_size=spec["image_size"])
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert spec["image_size"] == size == config["data"]["init_args"]["image_size"]
+    assert module["loss_weights"] == {"loss_box": 2.0, "loss_class": 1.0, "loss_landmark": 1.0}
+    assert module["optimizer"]["init_args"] == {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0005}
+    assert module["lr_scheduler"]["init_args"]["milestones"] == milestones
+    assert config["trainer"]["max_steps"] == max_steps and config["trainer"]["devices"] == devices
+    assert config["data"]["init_args"]["batch_size"] == batch
+    assert config["published"][0]["metrics"]["val/widerface/AP_hard"] == hard
+    assert (model.score_threshold, model.nms_threshold) == (0.02, 0.4)
