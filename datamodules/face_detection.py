@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from datamodules.batch import Target
 from datamodules.errors import DatasetFormatError
 from datamodules.face_augmentation import face_train_transform
+from datamodules.image_files import list_images, read_rgb
 from datamodules.wider_face import FaceImage, read_wider_face_annotations
 
 FACE_LABEL = 1
@@ -110,3 +111,20 @@ class FaceDetectionDataset(Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, Target]:
         return self._item(item, None)
+
+
+class FaceImageFolder(Dataset):
+    """Every image under ``folder`` (recursively, sorted; ``datamodules.image_files``) for ``zoo predict``:
+    items (image, target with ``image_id`` = 1-based position); ``names`` the paths relative to ``folder``."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.paths = list_images(self.folder, "images to detect faces in")
+        self.names = [str(path.relative_to(self.folder)) for path in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, Target]:
+        pixels = torch.from_numpy(np.asarray(read_rgb(self.paths[item]))).permute(2, 0, 1).float() / 255
+        return pixels, {"image_id": torch.tensor(item + 1, dtype=torch.int64)}

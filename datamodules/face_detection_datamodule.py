@@ -11,7 +11,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from datamodules.errors import DatasetFormatError
-from datamodules.face_detection import FaceDetectionDataset
+from datamodules.face_detection import FaceDetectionDataset, FaceImageFolder
 from datamodules.loaders import evaluation_loader, training_loader
 from datamodules.metadata import DatasetMetadata
 from datamodules.synthetic.faces import LANDMARK_NAMES
@@ -26,7 +26,8 @@ class FaceDetectionDataModule(LightningDataModule):
     the square training input (RetinaFace's implementation: 640 for MobileNet-0.25, 840 for ResNet-50);
     batch sizes, workers, pinned memory; ``subsets_dir``: the folder of the official
     ``wider_{face,easy,medium,hard}_val.mat`` files for the easy / medium / hard AP of val and test (None:
-    every face counts in all three, as on the synthetic faces)."""
+    every face counts in all three, as on the synthetic faces); ``predict_images``: a folder of images for
+    ``zoo predict`` (default: the test split)."""
 
     def __init__(
         self,
@@ -42,6 +43,7 @@ class FaceDetectionDataModule(LightningDataModule):
         test_images: str | Path | None = None,
         test_annotations: str | Path | None = None,
         subsets_dir: str | Path | None = None,
+        predict_images: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -57,6 +59,7 @@ class FaceDetectionDataModule(LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.subsets_dir = Path(subsets_dir) if subsets_dir is not None else None
+        self.predict_images = Path(predict_images) if predict_images is not None else None
         self.train_dataset: FaceDetectionDataset | None = None
         self.val_dataset: FaceDetectionDataset | None = None
         self.test_dataset: FaceDetectionDataset | None = None
@@ -75,7 +78,11 @@ class FaceDetectionDataModule(LightningDataModule):
         subsets = read_official_subsets(self.subsets_dir) if self.subsets_dir is not None else None
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = FaceDetectionDataset(self.val_images, self.val_annotations, subsets=subsets)
-        if stage in ("test", "predict", None) and self.test_dataset is None:
+        if (
+            stage in ("test", "predict", None)
+            and self.test_dataset is None
+            and not (stage == "predict" and self.predict_images is not None)
+        ):
             self.test_dataset = FaceDetectionDataset(self.test_images, self.test_annotations, subsets=subsets)
 
     @property
@@ -100,4 +107,7 @@ class FaceDetectionDataModule(LightningDataModule):
         return evaluation_loader(self.test_dataset, self.val_batch_size, self.num_workers, self.pin_memory)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        if self.predict_images is None:
+            return self.test_dataloader()
+        dataset = FaceImageFolder(self.predict_images)
+        return evaluation_loader(dataset, self.val_batch_size, self.num_workers, self.pin_memory)

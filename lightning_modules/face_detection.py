@@ -4,8 +4,9 @@ losses); evaluation scores WIDER FACE AP for easy, medium and hard (``metrics.wi
 metric of ``metrics.keypoint_metrics``) over the annotated faces a detection finds (IoU >= 0.5, the
 best-overlapping one); a face no detection finds has no landmark error (AP counts the miss).
 
-``zoo predict`` writes per image its id, and per face the box (XYXY), score and 5 landmarks as JSON
-(``<run>/predictions.json``)."""
+``zoo predict`` (on the test split or on a folder, ``data.predict_images``) writes per image its id (and
+file name), and per face the box (XYXY), score and 5 landmarks as JSON (``<run>/predictions.json``), plus
+an overlay image per input (``<run>/overlays/``; ``prediction_writers.FacePredictionWriter``)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torchvision.ops import box_iou
 from datamodules.batch import Batch, Target
 from datamodules.metadata import DatasetMetadata
 from lightning_modules.loss_dict import LossDictModule
-from lightning_modules.prediction_writers import JsonPredictionWriter
+from lightning_modules.prediction_writers import FacePredictionWriter
 from metrics.keypoint_metrics import NormalizedMeanError
 from metrics.wider_face_ap import WiderFaceAP
 
@@ -110,5 +111,6 @@ class FaceDetectionModule(LossDictModule):
         ]
 
     def prediction_writer(self, run_dir: Path) -> BasePredictionWriter:
-        """``<run>/predictions.json``: per image its id and faces (XYXY box, score, 5 landmarks)."""
-        return JsonPredictionWriter(run_dir)
+        """``<run>/predictions.json`` (per image its id and faces: XYXY box, score, 5 landmarks) and
+        ``<run>/overlays/<image_id:06d>.png``."""
+        return FacePredictionWriter(run_dir)

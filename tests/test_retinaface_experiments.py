@@ -59,6 +59,19 @@ def test_synthetic_experiment_fits_validates_and_predicts(tmp_path: Path) -> Non
     for image in predictions:
         for face in image["faces"]:
             assert len(face["bbox"]) == 4 and len(face["landmarks"]) == 5 and 0 <= face["score"] <= 1
+    assert sorted(p.name for p in (run_dir / "overlays").iterdir()) == [f"{i:06d}.png" for i in (1, 2, 3)]
+    # a bare folder of images (no annotations): file names in the JSON, one overlay per image
+    folder = tmp_path / "photos" / "event"
+    folder.mkdir(parents=True)
+    for name in ("b.png", "a.png"):
+        (folder / name).write_bytes((data / "val" / "images" / "000001.png").read_bytes())
+    (run_dir / "overlays").rename(tmp_path / "split_overlays")
+    run_cli(
+        ["predict", *common, "--ckpt_path=last", f"--data.init_args.predict_images={tmp_path / 'photos'}"]
+    )
+    predictions = json.loads((run_dir / "predictions.json").read_text())
+    assert [(p["image_id"], p["file_name"]) for p in predictions] == [(1, "event/a.png"), (2, "event/b.png")]
+    assert len(list((run_dir / "overlays").iterdir())) == 2
 
 
 @pytest.mark.parametrize(
