@@ -26,7 +26,6 @@ normalised BGR images (``cv2.imread``, COCO mean/std in BGR order): see ``models
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +34,7 @@ from torch import Tensor, nn
 
 from models.centernet_resnet import CenterNetResNet
 from models.dla import CenterNetDLA
-from models.pretrained_weights import read_state_dict
+from models.pretrained_weights import read_official_state_dict
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
 
 SOURCE = "the CenterNet model zoo (github.com/xingyizhou/CenterNet/blob/master/readme/MODEL_ZOO.md)"
@@ -222,15 +221,5 @@ def load_official_state_dict(
 def load_official_weights(model: nn.Module, path: str | Path) -> None:
     """Load an official ``.pth`` file (``{"epoch", "state_dict", ...}`` or a bare state dict) into
     ``model``; read with ``torch.load(weights_only=True)`` (the files hold only tensors and numbers)."""
-    try:
-        checkpoint = read_state_dict(path, network="CenterNet", source=SOURCE)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} holds objects other than tensors, so it is not read with weights_only=True ({error}); "
-            "if you trust the file, re-save its state dict: torch.save(torch.load(path, weights_only=False)"
-            "['state_dict'], new_path)"
-        ) from error
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} is neither an official checkpoint ({{'state_dict': ...}}) nor a state dict")
+    state = read_official_state_dict(path, network="CenterNet", source=SOURCE)
     load_official_state_dict(model, state, source=str(path))

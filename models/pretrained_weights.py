@@ -57,3 +57,26 @@ def read_state_dict(path: str | Path, *, network: str, source: str) -> dict:
     import torch  # here: the module above is import-light for the CLI's tools
 
     return torch.load(checked, map_location="cpu", weights_only=True)
+
+
+def read_official_state_dict(path: str | Path, *, network: str, source: str) -> dict:
+    """``read_state_dict`` of a released training checkpoint: ``{"state_dict": ...}`` (optionally with
+    epoch and optimizer entries) or a bare state dict; a file holding other objects (which
+    ``weights_only`` loading refuses) or anything but tensors is an error that says what to do."""
+    import pickle
+    from collections.abc import Mapping
+
+    from torch import Tensor
+
+    try:
+        checkpoint = read_state_dict(path, network=network, source=source)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} holds objects other than tensors, so it is not read with weights_only=True ({error}); "
+            "if you trust the file, re-save its state dict: torch.save(torch.load(path, weights_only=False)"
+            "['state_dict'], new_path)"
+        ) from error
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
+    if not isinstance(state, Mapping) or not all(isinstance(value, Tensor) for value in state.values()):
+        raise ValueError(f"{path} is neither a {network} state dict nor a {{'state_dict': ...}} checkpoint")
+    return dict(state)

@@ -13,13 +13,12 @@ unexpected or mis-shaped one is an error naming it; then the state dict loads st
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 from torch import Tensor, nn
 
-from models.pretrained_weights import read_state_dict
+from models.pretrained_weights import read_official_state_dict
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
 
 SOURCE = (
@@ -71,15 +70,5 @@ def load_official_state_dict(
 def load_official_weights(model: nn.Module, path: str | Path) -> None:
     """Load a released ``*_Final.pth`` file (a state dict, or ``{"state_dict": ...}``) into ``model``; read
     with ``torch.load(weights_only=True)`` (the files hold only tensors)."""
-    try:
-        checkpoint = read_state_dict(path, network="RetinaFace", source=SOURCE)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} holds objects other than tensors, so it is not read with weights_only=True ({error}); "
-            "if you trust the file, re-save its state dict: torch.save(torch.load(path, weights_only=False), "
-            "new_path)"
-        ) from error
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
-    if not isinstance(state, Mapping) or not all(isinstance(value, Tensor) for value in state.values()):
-        raise ValueError(f"{path} is neither a RetinaFace state dict nor a {{'state_dict': ...}} checkpoint")
+    state = read_official_state_dict(path, network="RetinaFace", source=SOURCE)
     load_official_state_dict(model, state, source=str(path))
