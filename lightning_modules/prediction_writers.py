@@ -91,7 +91,9 @@ class CocoPanopticWriter(BasePredictionWriter):
     """COCO panoptic results as the reference evaluators (panopticapi ``pq_compute``, cityscapesscripts
     ``evaluatePanoptic``) read them: ``<run>/panoptic/<image_id:012d>.png`` (RGB-encoded segment ids) and
     ``<run>/panoptic.json`` (``annotations``: ``image_id``, ``file_name``, ``segments_info``; and
-    ``categories``).
+    ``categories``). A dataset with string image ids (Cityscapes panoptic, whose targets carry the item
+    index instead) gets its own ids back in the JSON and ``<image_id>.png`` files, so the reference
+    evaluator matches them to its ground truth.
 
     ``predict_step`` returns per image ``{"image_id", "panoptic": (H, W) segment ids 1..M, "category_ids":
     M category ids}``. Each rank writes its PNGs as its batches come and then drops the map from the
@@ -116,9 +118,15 @@ class CocoPanopticWriter(BasePredictionWriter):
     ) -> None:
         folder = self.run_dir / "panoptic"
         folder.mkdir(parents=True, exist_ok=True)
+        dataset_ids = getattr(_predict_dataset(trainer), "image_ids", None)
         for item in prediction:
             ids, category_ids = item.pop("panoptic"), item.pop("category_ids")
-            name = f"{int(item['image_id']):012d}.png"
+            if dataset_ids is not None and isinstance(dataset_ids[0], str):
+                # string ids (Cityscapes): the batch carries the item index; write the dataset's own id
+                item["image_id"] = dataset_ids[int(item["image_id"])]
+                name = f"{item['image_id']}.png"
+            else:
+                name = f"{int(item['image_id']):012d}.png"
             write_coco_panoptic_png(ids, folder / name)
             item.update(file_name=name, segments_info=coco_segments_info(ids, category_ids))
             self._annotations.append(dict(item))
@@ -139,6 +147,13 @@ class CocoPanopticWriter(BasePredictionWriter):
         rank_zero_info(
             f"Wrote {len(annotations)} panoptic predictions to {path} and {path.parent / 'panoptic'}"
         )
+
+
+def _predict_dataset(trainer: Trainer) -> Any:
+    """The dataset ``zoo predict`` reads (the first predict dataloader's), or None."""
+    loaders = getattr(trainer, "predict_dataloaders", None)
+    loader = loaders[0] if isinstance(loaders, Sequence) else loaders
+    return getattr(loader, "dataset", None)
 
 
 class FacePredictionWriter(JsonPredictionWriter):
@@ -185,9 +200,7 @@ class FacePredictionWriter(JsonPredictionWriter):
             )
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        loaders = trainer.predict_dataloaders
-        loader = loaders[0] if isinstance(loaders, Sequence) else loaders
-        names = getattr(getattr(loader, "dataset", None), "names", None)
+        names = getattr(_predict_dataset(trainer), "names", None)
         if names is not None:
             for record in self._records:
                 record["file_name"] = names[record["image_id"] - 1]
