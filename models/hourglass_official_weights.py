@@ -19,16 +19,16 @@ official network computed on the same input.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
+from models.pretrained_weights import read_official_state_dict
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
 
+SOURCE = "princeton-vl/pytorch_stacked_hourglass (original_8hg / original_2hg checkpoint.pt)"
 CHECKPOINT_PREFIXES = ("model.module.", "module.")  # train.py's Trainer(DataParallel(PoseNet)), DataParallel
 
 # (official, ours) name prefixes; ``{i}`` is a stack index. The kind says what follows the prefix.
@@ -186,18 +186,5 @@ def load_official_weights(model: nn.Module, path: str | Path) -> None:
     Read with ``torch.load(weights_only=True)``: the official file holds only tensors, numbers and the
     Adam state besides the weights, so no arbitrary pickled object is ever unpickled.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"official Stacked Hourglass checkpoint {path} not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} holds objects other than tensors, so it is not read with weights_only=True ({error}); "
-            "if you trust the file, re-save its state dict: torch.save(torch.load(path, weights_only=False)"
-            "['state_dict'], new_path)"
-        ) from error
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} is neither an official checkpoint ({{'state_dict': ...}}) nor a state dict")
+    state = read_official_state_dict(path, network="Stacked Hourglass", source=SOURCE)
     load_official_state_dict(model, state, source=str(path))
