@@ -19,22 +19,16 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torchvision.ops import box_iou
 
 Method = Literal["gaussian", "linear", "hard"]
 
 
 def pairwise_iou(boxes: Tensor, pixel_offset: float = 1.0) -> Tensor:
-    """(N, N) IoU of (N, 4) XYXY boxes, widths and heights taken as x2 - x1 + ``pixel_offset``."""
-    x1, y1, x2, y2 = boxes.unbind(1)
-    area = (x2 - x1 + pixel_offset) * (y2 - y1 + pixel_offset)
-    width = (
-        torch.minimum(x2[:, None], x2[None]) - torch.maximum(x1[:, None], x1[None]) + pixel_offset
-    ).clamp_min(0)
-    height = (
-        torch.minimum(y2[:, None], y2[None]) - torch.maximum(y1[:, None], y1[None]) + pixel_offset
-    ).clamp_min(0)
-    intersection = width * height
-    return intersection / (area[:, None] + area[None] - intersection)
+    """(N, N) IoU of (N, 4) XYXY boxes, widths and heights taken as x2 - x1 + ``pixel_offset``: torchvision's
+    IoU of the boxes grown by ``pixel_offset`` right and down."""
+    grown = boxes + boxes.new_tensor([0.0, 0.0, pixel_offset, pixel_offset])
+    return box_iou(grown, grown)
 
 
 def soft_nms(
