@@ -75,14 +75,21 @@ class FaceDetectionDataModule(LightningDataModule):
                     "no face",
                     "empty_train_split",
                 )
-        subsets = read_official_subsets(self.subsets_dir) if self.subsets_dir is not None else None
-        if stage in ("fit", "validate", None) and self.val_dataset is None:
-            self.val_dataset = FaceDetectionDataset(self.val_images, self.val_annotations, subsets=subsets)
-        if (
+        build_val = stage in ("fit", "validate", None) and self.val_dataset is None
+        build_test = (
             stage in ("test", "predict", None)
             and self.test_dataset is None
             and not (stage == "predict" and self.predict_images is not None)
-        ):
+        )
+        # the .mat lists are read once per setup, and only when an evaluated split is built
+        subsets = (
+            read_official_subsets(self.subsets_dir)
+            if self.subsets_dir is not None and (build_val or build_test)
+            else None
+        )
+        if build_val:
+            self.val_dataset = FaceDetectionDataset(self.val_images, self.val_annotations, subsets=subsets)
+        if build_test:
             self.test_dataset = FaceDetectionDataset(self.test_images, self.test_annotations, subsets=subsets)
 
     @property
