@@ -19,7 +19,7 @@ from datamodules.densepose_annotations import (
     segmentation_label_map,
 )
 from datamodules.errors import DatasetFormatError
-from datamodules.synthetic.densepose import densepose_fields, local_parts, local_uv
+from datamodules.synthetic.densepose import chart_frame, densepose_fields, local_parts, local_uv
 from datamodules.synthetic.world import SceneConfig, Thing, render_scene
 
 FILE = "densepose_train.json"
@@ -169,7 +169,8 @@ def test_synthetic_fields_pass_the_validator_and_match_their_shapes() -> None:
         cols, rows = np.floor(image).astype(np.int64).T
         assert thing.mask[rows, cols].all(), "points must lie on the thing's visible pixels"
         np.testing.assert_array_equal(fields["dp_I"], local_parts(thing.shape, image))
-        local = thing.shape.to_local(image)
+        local = (image - np.asarray(thing.shape.center)) / thing.shape.size
+        np.testing.assert_allclose(local, chart_frame(thing.shape, image))
         angle = np.degrees(np.mod(np.arctan2(local[:, 1], local[:, 0]), 2 * np.pi))
         np.testing.assert_array_equal(fields["dp_I"], 1 + angle // 90)
         uv = np.stack([fields["dp_U"], fields["dp_V"]], axis=1)

@@ -4,10 +4,15 @@ The DensePose-COCO format (Güler et al., CVPR 2018; as detectron2's ``projects/
 ``dp_x``, ``dp_y`` in the 256 x 256 frame of the annotation's ``bbox``, ``dp_I`` the part of each point,
 ``dp_U``, ``dp_V`` its chart coordinates, ``dp_masks`` 14 RLEs of coarse parts on the 256 x 256 box grid.
 
-The synthetic surface: each shape has 4 parts, the quadrants of its shape-local frame (``Shape.to_local``,
-circumradius 1): part ``1 + floor(angle / 90 degrees)`` with ``angle = atan2(local y, local x)`` in
-[0, 360) degrees, so parts turn with the shape. Chart coordinates are the local coordinates,
-``u = (local x + 1) / 2``, ``v = (local y + 1) / 2``, clipped to [0, 1]. The same parts 1..4 serve as the
+The synthetic surface: each shape has 4 parts, the quadrants of its *screen-aligned* frame (origin at the
+shape's centre, axes along the image's x and y, unit = the circumradius: ``chart_frame``), part
+``1 + floor(angle / 90 degrees)`` with ``angle = atan2(y, x)`` in [0, 360) degrees (y points down, so
+part 1 is the lower right quadrant, 2 lower left, 3 upper left, 4 upper right). The frame does not turn
+with the shape on purpose: a circle's or a square's rotation cannot be seen, so a rotating chart could
+not be learnt from the image, whereas the screen-aligned one can (as a person's left and right can).
+Chart coordinates are ``u = (x + 1) / 2``, ``v = (y + 1) / 2``, clipped to [0, 1]. A horizontal flip
+mirrors the chart as DensePose's left/right symmetry does: parts 1 <-> 2 and 3 <-> 4, ``u -> 1 - u``
+(``SYNTHETIC_POINT_PART_SYMMETRY``, ``datamodules.densepose_symmetry``). The same parts 1..4 serve as the
 fine point parts (``dp_I``, of DensePose's 1..24) and the coarse mask parts (``dp_masks[0..3]``, of its
 1..14; ``dp_masks[4..13]`` are empty, ``[]`` as in DensePose-COCO).
 
@@ -39,16 +44,21 @@ MAX_POINTS = 30
 JITTER_MARGIN = 0.05  # pixels: sampled points stay this far inside their pixel
 
 
+def chart_frame(shape: Shape, points: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` image points in the shape's screen-aligned chart frame: centred, in circumradii."""
+    return (np.asarray(points, np.float64) - np.asarray(shape.center)) / shape.size
+
+
 def local_parts(shape: Shape, points: np.ndarray) -> np.ndarray:
-    """Part 1..4 (int64) of ``(N, 2)`` image points: the quadrant of their shape-local angle."""
-    local = shape.to_local(points)
+    """Part 1..4 (int64) of ``(N, 2)`` image points: the quadrant of their angle in ``chart_frame``."""
+    local = chart_frame(shape, points)
     angle = np.mod(np.arctan2(local[:, 1], local[:, 0]), 2 * np.pi)
     return np.minimum((angle // (np.pi / 2)).astype(np.int64), NUM_PARTS - 1) + 1
 
 
 def local_uv(shape: Shape, points: np.ndarray) -> np.ndarray:
     """``(N, 2)`` chart coordinates (u, v) in [0, 1] of ``(N, 2)`` image points."""
-    return np.clip((shape.to_local(points) + 1.0) / 2.0, 0.0, 1.0)
+    return np.clip((chart_frame(shape, points) + 1.0) / 2.0, 0.0, 1.0)
 
 
 def _xyxy(bbox: Sequence[float]) -> tuple[float, float, float, float]:
