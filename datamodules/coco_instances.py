@@ -299,6 +299,12 @@ class CocoInstancesDataset(Dataset):
         return self[item]
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image_id, _, sample = self.read_sample(item)
+        return to_tensor(sample.image), self.instance_target(image_id, sample)
+
+    def read_sample(self, item: int) -> tuple[int, list[CocoInstance], InstanceSample]:
+        """Item ``item``'s image id, its instances that became targets (in the sample's order) and the
+        (transformed) sample: what a dataset with further per-instance annotations builds on."""
         image_id = self.image_ids[item]
         info = self.coco.imgs[image_id]
         image = read_image(self.image_dir / info["file_name"], image_id, info["height"], info["width"])
@@ -336,8 +342,14 @@ class CocoInstancesDataset(Dataset):
                     image_id,
                     dropped,
                 )
+            instances = [instances[k] for k in kept]
+        return image_id, instances, sample
+
+    @staticmethod
+    def instance_target(image_id: int, sample: InstanceSample) -> dict[str, torch.Tensor]:
+        """The batch convention's ``boxes``, ``labels``, ``masks`` and ``image_id`` of a sample."""
         height, width = sample.image.shape[:2]
-        target = {
+        return {
             "boxes": torch.from_numpy(sample.boxes),
             "labels": torch.from_numpy(sample.labels),
             "masks": torch.from_numpy(np.stack(sample.masks))
@@ -345,4 +357,3 @@ class CocoInstancesDataset(Dataset):
             else torch.zeros((0, height, width), dtype=torch.uint8),
             "image_id": torch.tensor(image_id, dtype=torch.int64),
         }
-        return to_tensor(sample.image), target

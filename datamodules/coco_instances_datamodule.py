@@ -46,6 +46,9 @@ class CocoInstancesDataModule(LightningDataModule):
         test_annotations: test COCO instances JSON; default: the validation split.
     """
 
+    unsaved_arguments: tuple[str, ...] = ("train_transforms", "val_transforms")
+    """Objects rather than settings: left out of the saved hyperparameters."""
+
     def __init__(
         self,
         train_images: str | Path,
@@ -63,7 +66,7 @@ class CocoInstancesDataModule(LightningDataModule):
         test_annotations: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["train_transforms", "val_transforms"])
+        self.save_hyperparameters(ignore=list(self.unsaved_arguments))
         if (test_images is None) != (test_annotations is None):
             raise ValueError("give both test_images and test_annotations, or neither")
         self.train_images, self.train_annotations = Path(train_images), Path(train_annotations)
@@ -94,11 +97,8 @@ class CocoInstancesDataModule(LightningDataModule):
         training; a training split without a single target instance is refused. A predict split may
         be an image-info file without annotations (COCO test-dev)."""
         if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = CocoInstancesDataset(
-                self.train_images,
-                self.train_annotations,
-                transforms=self.train_transforms,
-                contiguous_labels=self.contiguous_labels,
+            self.train_dataset = self.dataset(
+                self.train_images, self.train_annotations, self.train_transforms
             )
             if self.train_dataset.num_targets == 0:
                 raise DatasetFormatError(
@@ -108,19 +108,14 @@ class CocoInstancesDataModule(LightningDataModule):
                     "empty_train_split",
                 )
         if stage in ("fit", "validate", None) and self.val_dataset is None:
-            self.val_dataset = CocoInstancesDataset(
-                self.val_images,
-                self.val_annotations,
-                self.val_transforms,
-                self.contiguous_labels,
-                for_evaluation=True,
+            self.val_dataset = self.dataset(
+                self.val_images, self.val_annotations, self.val_transforms, for_evaluation=True
             )
         if stage in ("test", "predict", None) and self.test_dataset is None:
-            self.test_dataset = CocoInstancesDataset(
+            self.test_dataset = self.dataset(
                 self.test_images,
                 self.test_annotations,
                 self.val_transforms,
-                self.contiguous_labels,
                 require_annotations=stage != "predict",
                 for_evaluation=stage != "predict",
             )
@@ -134,6 +129,14 @@ class CocoInstancesDataModule(LightningDataModule):
                     f"{dataset.annotation_file} and {built[0].annotation_file} have different categories "
                     f"({dataset.class_names} vs {built[0].class_names})"
                 )
+
+    def dataset(
+        self, images: Path, annotations: Path, transforms: A.Compose | None, **options: bool
+    ) -> CocoInstancesDataset:
+        """One split's dataset (a family with further annotations returns its own subclass)."""
+        return CocoInstancesDataset(
+            images, annotations, transforms, contiguous_labels=self.contiguous_labels, **options
+        )
 
     def _categories(self) -> CocoInstancesDataset:
         """A built dataset to read the categories from (builds the validation set if none is)."""

@@ -25,6 +25,7 @@ class InstanceSample(NamedTuple):
     boxes: np.ndarray  # (N, 4) float32 XYXY absolute pixels
     labels: np.ndarray  # (N,) int64
     masks: list[np.ndarray]  # N masks, each (H, W) uint8 in {0, 1}
+    flipped: bool = False  # did the pipeline mirror the image horizontally (an odd number of times)?
 
 
 def instance_bbox_params(min_side: float = 0.0) -> A.BboxParams:
@@ -51,7 +52,7 @@ def train_transforms(flip_prob: float = 0.5, color_jitter: float = 0.2) -> A.Com
                 brightness=color_jitter, contrast=color_jitter, saturation=color_jitter, hue=0.0, p=0.5
             )
         )
-    return A.Compose(steps, bbox_params=instance_bbox_params())
+    return A.Compose(steps, bbox_params=instance_bbox_params(), save_applied_params=True)
 
 
 def require_pixel_level(transforms: A.BaseCompose, name: str) -> None:
@@ -76,6 +77,9 @@ def apply_instance_transforms(
     Boxes are the pipeline's transformed boxes (exact for flips and scalings). An instance is dropped
     when albumentations drops its box or when its mask has become empty. Returns the new sample and
     the indices (into the input instances) of the instances it keeps, so callers can count the drops.
+    The sample's ``flipped`` says whether ``HorizontalFlip`` ran an odd number of times, read off the
+    pipeline's applied parameters (a pipeline built with ``save_applied_params=True``; False otherwise):
+    what annotations with a left and a right (DensePose charts) need to know.
     """
     out = transforms(
         image=sample.image,
@@ -88,10 +92,12 @@ def apply_instance_transforms(
     masks = [out["masks"][i] for i in index]
     nonempty = np.array([mask.any() for mask in masks], dtype=bool)
     kept = index[nonempty]
+    flips = sum(name == "HorizontalFlip" for name, _ in out.get("applied_transforms", ()))
     result = InstanceSample(
         image=out["image"],
         boxes=boxes[nonempty],
         labels=sample.labels[kept],
         masks=[mask for mask, keep in zip(masks, nonempty, strict=True) if keep],
+        flipped=flips % 2 == 1,
     )
     return result, kept

@@ -22,15 +22,25 @@ class TwoMLPHead(nn.Module):
 
 
 class FastRCNNPredictor(nn.Module):
-    """Per-RoI class logits (``num_classes`` includes background) and class-specific box deltas."""
+    """Per-RoI class logits (``num_classes`` includes background) and class-specific box deltas.
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    ``background_deltas=True`` predicts deltas for the background class too (torchvision's
+    ``FastRCNNPredictor``, never used); False predicts them for the object classes only, as detectron2's
+    ``FastRCNNOutputLayers`` (4 (C) outputs rather than 4 (C + 1)), and puts zeros in the background's
+    place, so the output layout is the same either way.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, background_deltas: bool = True) -> None:
         super().__init__()
         self.cls_score = nn.Linear(in_channels, num_classes)
-        self.bbox_pred = nn.Linear(in_channels, num_classes * 4)
+        self.bbox_pred = nn.Linear(in_channels, (num_classes - (not background_deltas)) * 4)
+        self.background_deltas = background_deltas
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.cls_score(x), self.bbox_pred(x)
+        deltas = self.bbox_pred(x)
+        if not self.background_deltas:
+            deltas = F.pad(deltas, (4, 0))
+        return self.cls_score(x), deltas
 
 
 def fast_rcnn_loss(

@@ -186,6 +186,8 @@ class DensePoseBranch(nn.Module):
         decoder_conv_dims: int = 256,
         decoder_common_stride: int = 4,
         decoder_norm: str = "",
+        head_channels: int = 512,
+        head_num_convs: int = 8,
     ) -> None:
         super().__init__()
         self.decoder = (
@@ -201,7 +203,7 @@ class DensePoseBranch(nn.Module):
             else None
         )
         head_in = decoder_num_classes if decoder_on else in_channels
-        self.head = DensePoseHead(head_in)
+        self.head = DensePoseHead(head_in, head_channels, head_num_convs)
         self.predictor = DensePosePredictor(self.head.out_channels, num_coarse_segm_channels, num_patches)
 
     def forward(self, roi_features: Tensor) -> DensePoseOutputs:

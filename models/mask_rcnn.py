@@ -30,7 +30,7 @@ from models.box_head import FastRCNNPredictor, TwoMLPHead
 from models.mask_head import MaskHead, MaskPredictor
 from models.paste_masks import paste_masks_in_image
 from models.roi_align import FPNRoIAlign
-from models.roi_heads import MaskRoIHeads
+from models.roi_heads import BoxRoIHeads, MaskRoIHeads
 from models.rpn_head import Float32RPNHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,8 +43,9 @@ class TwoStageDetector(nn.Module):
     ``num_classes`` is C, the object classes (labels 1..C; the classifier has C + 1 outputs, 0 being
     background: ``datamodules.batch``). ``forward(images, targets)`` returns, in training, the losses
     ``loss_classifier``, ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``; in
-    eval, per image ``boxes`` (N, 4) XYXY, ``labels``, ``scores`` and ``masks`` (N, 1, H, W)
-    probabilities, all in the input image's pixel frame.
+    eval, per image ``boxes`` (N, 4) XYXY, ``labels``, ``scores`` and (with a mask branch) ``masks``
+    (N, 1, H, W) probabilities, all in the input image's pixel frame; RoI heads with other branches add
+    their own outputs (box-relative ones pass through unchanged).
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class TwoStageDetector(nn.Module):
         transform: GeneralizedRCNNTransform,
         backbone: nn.Module,
         rpn: RegionProposalNetwork,
-        roi_heads: MaskRoIHeads,
+        roi_heads: BoxRoIHeads,
     ) -> None:
         super().__init__()
         self.transform = transform
@@ -73,7 +74,7 @@ class TwoStageDetector(nn.Module):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if self.training:
-            check_targets(images, targets)
+            check_targets(images, targets, need_masks=isinstance(self.roi_heads, MaskRoIHeads))
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, targets, features = self.features(images, targets)
         proposals, rpn_losses = self.rpn(image_list, features, targets)
@@ -91,7 +92,9 @@ class MaskRCNN(TwoStageDetector):
     ``anchor_aspect_ratios``). ``aligned=True`` switches every RoIAlign (box, mask, mask targets) to
     detectron2's half-pixel version. ``backbone_weights`` is a local torchvision ResNet state dict.
     ``fpn_global_context`` adds the global-average context of C5 to the FPN's top lateral
-    (``backbones.GlobalContextFPN``, UPSNet's COCO backbone).
+    (``backbones.GlobalContextFPN``, UPSNet's COCO backbone). ``mask_branch=False`` leaves the mask
+    branch out (Faster R-CNN: the detector that DensePose R-CNN puts its own branch on);
+    ``box_background_deltas=False`` predicts box deltas for the object classes only (detectron2's layout).
     """
 
     def __init__(
@@ -132,6 +135,8 @@ class MaskRCNN(TwoStageDetector):
         bbox_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
         mask_head_channels: int = 256,
         aligned: bool = False,
+        mask_branch: bool = True,
+        box_background_deltas: bool = True,
     ) -> None:
         if num_classes < 1:
             raise ValueError(
@@ -173,17 +178,13 @@ class MaskRCNN(TwoStageDetector):
         box_pool = FPNRoIAlign(
             7, sampling_ratio=2, aligned=aligned, featmap_names=level_names, strides=strides
         )
-        mask_pool = FPNRoIAlign(
-            14, sampling_ratio=2, aligned=aligned, featmap_names=level_names, strides=strides
-        )
         with_background = num_classes + 1
-        roi_heads = MaskRoIHeads(
+        box_parts = (
             box_pool,
             TwoMLPHead(fpn_channels * 7 * 7, representation_size),
-            FastRCNNPredictor(representation_size, with_background),
-            mask_pool,
-            MaskHead(fpn_channels, mask_head_channels),
-            MaskPredictor(mask_head_channels, with_background, mask_head_channels),
+            FastRCNNPredictor(representation_size, with_background, box_background_deltas),
+        )
+        box_settings = dict(
             fg_iou_thresh=box_fg_iou_thresh,
             bg_iou_thresh=box_bg_iou_thresh,
             batch_size_per_image=box_batch_size_per_image,
@@ -193,6 +194,19 @@ class MaskRCNN(TwoStageDetector):
             nms_thresh=box_nms_thresh,
             detections_per_img=box_detections_per_img,
         )
+        if mask_branch:
+            mask_pool = FPNRoIAlign(
+                14, sampling_ratio=2, aligned=aligned, featmap_names=level_names, strides=strides
+            )
+            roi_heads: BoxRoIHeads = MaskRoIHeads(
+                *box_parts,
+                mask_pool,
+                MaskHead(fpn_channels, mask_head_channels),
+                MaskPredictor(mask_head_channels, with_background, mask_head_channels),
+                **box_settings,
+            )
+        else:
+            roi_heads = BoxRoIHeads(*box_parts, **box_settings)
         super().__init__(transform, backbone, rpn, roi_heads)
 
 
@@ -205,11 +219,14 @@ def to_original_frame(
     masks in the original images' pixel frames."""
     for detection, size, original in zip(detections, image_sizes, original_sizes, strict=True):
         detection["boxes"] = resize_boxes(detection["boxes"], size, original)
-        detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
+        if "masks" in detection:
+            detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
     return detections
 
 
-def check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None) -> None:
+def check_targets(
+    images: list[Tensor], targets: list[dict[str, Tensor]] | None, need_masks: bool = True
+) -> None:
     if targets is None or len(targets) != len(images):
         raise ValueError("training needs one target dict per image")
     for i, target in enumerate(targets):
@@ -221,5 +238,5 @@ def check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None)
             raise ValueError(f"target {i}: box {boxes[degenerate][0].tolist()} has no positive width/height")
         if target["labels"].dtype != torch.int64 or len(target["labels"]) != len(boxes):
             raise ValueError(f"target {i}: labels must be int64 with one entry per box")
-        if "masks" not in target or len(target["masks"]) != len(boxes):
+        if (need_masks or "masks" in target) and len(target.get("masks", ())) != len(boxes):
             raise ValueError(f"target {i}: masks must be (N, H, W) with one mask per box")

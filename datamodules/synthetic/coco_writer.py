@@ -8,7 +8,9 @@ number of images nor the other split, and the same seed gives byte-identical fil
 keypoint format in ``out_dir/annotations/keypoints_<split>.json`` (``datamodules.synthetic.keypoints``);
 ``write_coco_split(..., panoptic=True)`` adds, from the same rendering, the COCO panoptic format in
 ``out_dir/annotations/panoptic_<split>.json`` and ``out_dir/annotations/panoptic_<split>/<image_id:06d>.png``
-(``datamodules.synthetic.panoptic``).
+(``datamodules.synthetic.panoptic``), and ``densepose=True`` the DensePose-COCO format: the instances JSON
+with each non-crowd thing's DensePose fields in ``out_dir/annotations/densepose_<split>.json``
+(``datamodules.synthetic.densepose``).
 """
 
 import json
@@ -22,6 +24,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from datamodules.synthetic.densepose import densepose_fields
 from datamodules.synthetic.keypoints import keypoint_categories, scene_keypoints
 from datamodules.synthetic.panoptic import panoptic_categories, write_panoptic_image
 from datamodules.synthetic.world import THING_CLASSES, Scene, SceneConfig, render_scene
@@ -94,11 +97,13 @@ def check_arguments(split: str, num_images: int, image_size: int, seed: int) -> 
 
 
 class CocoSplitFiles(NamedTuple):
-    """The annotation files of a written split (``keypoints`` and ``panoptic`` None when not asked for)."""
+    """The annotation files of a written split (``keypoints``, ``panoptic`` and ``densepose`` None when not
+    asked for)."""
 
     instances: Path
     keypoints: Path | None
     panoptic: Path | None = None
+    densepose: Path | None = None
 
 
 def keypoint_annotation(annotation: dict[str, Any], keypoints: np.ndarray) -> dict[str, Any]:
@@ -144,10 +149,11 @@ def write_coco_split(
     progress: bool = False,
     keypoints: bool = True,
     panoptic: bool = False,
+    densepose: bool = False,
 ) -> CocoSplitFiles:
     """Render ``num_images`` scenes once and write the images, the COCO instances JSON, (with
-    ``keypoints``) the COCO keypoint JSON and (with ``panoptic``) the COCO panoptic JSON and PNGs of the
-    split; return the JSON paths.
+    ``keypoints``) the COCO keypoint JSON, (with ``panoptic``) the COCO panoptic JSON and PNGs and (with
+    ``densepose``) the DensePose-COCO JSON of the split; return the JSON paths.
 
     Image ids are ``1..num_images``; annotations list each image's things bottom to top, with the same
     ids in the instances and keypoint files. ``progress`` shows a progress bar on a terminal."""
@@ -163,6 +169,7 @@ def write_coco_split(
     annotations: list[dict[str, Any]] = []
     keypoint_annotations: list[dict[str, Any]] = []
     panoptic_annotations: list[dict[str, Any]] = []
+    densepose_annotations: list[dict[str, Any]] = []
     for index in tqdm(
         range(num_images), desc=f"synthetic {split}", unit="img", disable=None if progress else True
     ):
@@ -174,6 +181,7 @@ def write_coco_split(
         if panoptic:
             panoptic_annotations.append(write_panoptic_image(scene, image_id, panoptic_dir / file_name))
         points = scene_keypoints(scene) if keypoints else [None] * len(scene.things)
+        dense_rng = scene_rng(seed, f"{split}-densepose", index)
         for thing, thing_points in zip(scene.things, points, strict=True):
             annotation = coco_annotation(
                 thing.mask, len(annotations) + 1, image_id, thing.category_id, thing.iscrowd
@@ -181,6 +189,9 @@ def write_coco_split(
             annotations.append(annotation)
             if thing_points is not None:
                 keypoint_annotations.append(keypoint_annotation(annotation, thing_points))
+            if densepose:
+                dense = densepose_fields(thing, annotation["bbox"], dense_rng)
+                densepose_annotations.append({**annotation, **dense})
     description = f"vision-zoo synthetic world v1, split {split}, seed {seed}"
     instances_file = _write_dataset(
         annotation_dir / f"instances_{split}.json", description, images, annotations, coco_categories()
@@ -203,7 +214,16 @@ def write_coco_split(
             panoptic_annotations,
             panoptic_categories(),
         )
-    return CocoSplitFiles(instances_file, keypoints_file, panoptic_file)
+    densepose_file = None
+    if densepose:
+        densepose_file = _write_dataset(
+            annotation_dir / f"densepose_{split}.json",
+            f"{description}, densepose",
+            images,
+            densepose_annotations,
+            coco_categories(),
+        )
+    return CocoSplitFiles(instances_file, keypoints_file, panoptic_file, densepose_file)
 
 
 def write_coco_instances(
