@@ -29,11 +29,13 @@ class FormatProblem(NamedTuple):
     message: str
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """A JSON integer (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite JSON number (not a bool)."""
     return isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
 
 
@@ -127,7 +129,7 @@ def evaluation_problems(data: dict[str, Any], annotation_file: str | Path) -> li
     problems: list[FormatProblem] = []
     for ann in data["annotations"]:
         what = f"{annotation_file}: annotation id {ann.get('id')}"
-        if not _is_number(ann.get("area")):
+        if not is_number(ann.get("area")):
             problems.append(
                 FormatProblem("eval_missing_area", f"{what} has no number 'area' (COCOeval needs it)")
             )
@@ -155,7 +157,7 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
     for position, image in enumerate(data["images"]):
         image_id = image.get("id") if isinstance(image, dict) else None
         what = f"{annotation_file}: image #{position} (id {image_id})"
-        if not _is_int(image_id):
+        if not is_int(image_id):
             problems.append(FormatProblem("bad_image_entry", f"{what} needs an integer 'id'"))
             continue
         if image_id in image_ids:
@@ -163,7 +165,7 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
         image_ids.add(image_id)
         if not isinstance(image.get("file_name"), str):
             problems.append(FormatProblem("bad_image_entry", f"{what} needs a string 'file_name'"))
-        if not all(_is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
+        if not all(is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
             problems.append(
                 FormatProblem("bad_image_entry", f"{what} needs positive integer 'height' and 'width'")
             )
@@ -171,7 +173,7 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
     for position, category in enumerate(data["categories"]):
         category_id = category.get("id") if isinstance(category, dict) else None
         what = f"{annotation_file}: category #{position} (id {category_id})"
-        if not _is_int(category_id) or not isinstance(category.get("name"), str):
+        if not is_int(category_id) or not isinstance(category.get("name"), str):
             problems.append(
                 FormatProblem("bad_category_entry", f"{what} needs an integer 'id' and a string 'name'")
             )
@@ -183,7 +185,7 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
     for position, ann in enumerate(data["annotations"]):
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         what = f"{annotation_file}: annotation id {ann_id}"
-        if not _is_int(ann_id):
+        if not is_int(ann_id):
             problems.append(
                 FormatProblem("bad_annotation_entry", f"{what} (#{position}) needs an integer 'id'")
             )
@@ -192,11 +194,11 @@ def structure_problems(data: dict[str, Any], annotation_file: str | Path) -> lis
             problems.append(FormatProblem("duplicate_id", f"{what} appears twice"))
         annotation_ids.add(ann_id)
         image_id, category_id = ann.get("image_id"), ann.get("category_id")
-        if not _is_int(image_id) or image_id not in image_ids:
+        if not is_int(image_id) or image_id not in image_ids:
             problems.append(
                 FormatProblem("unknown_image_id", f"{what} refers to image id {image_id!r}, not in 'images'")
             )
-        if not _is_int(category_id) or category_id not in category_ids:
+        if not is_int(category_id) or category_id not in category_ids:
             problems.append(
                 FormatProblem(
                     "unknown_category_id",
@@ -253,7 +255,7 @@ def _polygon_problem(polygons: list, height: int, width: int) -> str | None:
     return None
 
 
-def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+def segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
     """What is wrong with a segmentation (None when it is fine); polygons with < 3 points are not wrong
     here, they are counted skips."""
     if isinstance(segmentation, list):
@@ -268,7 +270,7 @@ def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | N
     if size != [height, width]:
         return f"has an RLE of size {size!r} for an image of size [{height}, {width}]"
     runs = compressed_rle_counts(counts) if isinstance(counts, str) else counts
-    if runs is None or not all(_is_int(c) and c >= 0 for c in runs) or sum(runs) != height * width:
+    if runs is None or not all(is_int(c) and c >= 0 for c in runs) or sum(runs) != height * width:
         kind = "compressed" if isinstance(counts, str) else "uncompressed"
         return f"has {kind} RLE counts that are not non-negative run lengths summing to {height}*{width}"
     return None
@@ -281,9 +283,9 @@ def annotation_problem(
     ``structure_problems``, on an image of ``height`` x ``width`` pixels (None when both are fine)."""
     what = f"{annotation_file}: annotation id {ann['id']}"
     bbox = ann.get("bbox")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
         return FormatProblem("bad_bbox", f"{what} has 'bbox' {bbox!r}, need [x, y, width, height]")
-    problem = _segmentation_problem(ann.get("segmentation"), height, width)
+    problem = segmentation_problem(ann.get("segmentation"), height, width)
     if problem is not None:
         return FormatProblem("bad_segmentation", f"{what} {problem}")
     return None

@@ -48,6 +48,7 @@ from datamodules.coco_instances import MIN_BOX_SIZE, read_image
 from datamodules.coco_json_checks import (
     AnnotationTally,
     FormatProblem,
+    is_int,
     raise_first,
     read_coco_json,
     short_list,
@@ -69,12 +70,8 @@ def train_transforms(flip_prob: float = 0.5) -> A.Compose:
     return A.Compose([A.HorizontalFlip(p=flip_prob)])
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_id(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, str)  # Cityscapes' image ids are strings
+    return is_int(value) or isinstance(value, str)  # Cityscapes' image ids are strings
 
 
 class Segment(NamedTuple):
@@ -103,7 +100,7 @@ def _image_problems(images: list[Any], annotation_file: Path) -> Iterator[Format
         seen.add(image_id)
         if not isinstance(image.get("file_name"), str):
             yield FormatProblem("bad_image_entry", f"{what} needs a string 'file_name'")
-        if not all(_is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
+        if not all(is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
             yield FormatProblem("bad_image_entry", f"{what} needs positive integer 'height' and 'width'")
     if len({type(image_id) for image_id in seen}) > 1:
         yield FormatProblem("bad_image_entry", f"{annotation_file}: image ids mix integers and strings")
@@ -133,14 +130,14 @@ def _segment_problems(segments: Any, what: str, category_ids: set[int]) -> Itera
     for segment in segments:
         segment_id = segment.get("id") if isinstance(segment, dict) else None
         where = f"{what} segment id {segment_id!r}"
-        if not (_is_int(segment_id) and 0 < segment_id <= MAX_SEGMENT_ID):
+        if not (is_int(segment_id) and 0 < segment_id <= MAX_SEGMENT_ID):
             yield FormatProblem("bad_segment", f"{where}: needs an integer 'id' in 1..{MAX_SEGMENT_ID}")
             continue
         if segment_id in seen:
             yield FormatProblem("duplicate_segment_id", f"{where} appears twice in 'segments_info'")
         seen.add(segment_id)
         category_id = segment.get("category_id")
-        if not _is_int(category_id) or category_id not in category_ids:
+        if not is_int(category_id) or category_id not in category_ids:
             known = short_list(sorted(category_ids))
             yield FormatProblem(
                 "unknown_category_id", f"{where} has category id {category_id!r}, not in {known}"
@@ -296,7 +293,7 @@ class CocoPanopticDataset(Dataset):
         height, width = info["height"], info["width"]
         image = read_image(image_path(self.image_dir, info["file_name"], image_id), image_id, height, width)
         annotation = self._annotations.get(image_id)
-        target: Target = {"image_id": torch.tensor(image_id if _is_int(image_id) else item)}
+        target: Target = {"image_id": torch.tensor(image_id if is_int(image_id) else item)}
         if annotation is None:  # a predict split
             return to_tensor(self._augment(image, None)[0]), target
         positions = self._segment_positions(annotation, image_id, height, width)

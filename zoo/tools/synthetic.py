@@ -9,6 +9,8 @@
   ``annotations/panoptic_{train,val}.json`` and ``annotations/panoptic_{train,val}/<image_id:06d>.png``
   (COCO panoptic format: things and stuff segments, a void band around things; rules in
   ``datamodules.synthetic.panoptic``); with ``coco`` too, each scene is rendered once for both;
+- ``densepose``: the same ``images`` and ``instances`` files and ``annotations/densepose_{train,val}.json``,
+  the instances with DensePose-COCO fields (4 chart parts per thing: ``datamodules.synthetic.densepose``);
 - ``pix2pix``: ``pix2pix/{train,val}/<id>.png`` A|B pairs, label map | photo;
 - ``cyclegan``: ``cyclegan/{trainA,trainB,testA,testB}/<id>.png``, two unpaired colour styles (test = the
   val count);
@@ -18,7 +20,13 @@
   train and val counts split evenly over the classes
 (``datamodules.synthetic.image_layouts``);
 - ``faces``: ``faces/{train,val}/images/<id>.png`` and ``faces/{train,val}/label.txt``, 1-5 faces with 5
-  landmarks per image in RetinaFace's WIDER FACE layout (``datamodules.synthetic.faces``).
+  landmarks per image in RetinaFace's WIDER FACE layout (``datamodules.synthetic.faces``);
+- ``ytvis``: the world in motion (``datamodules.synthetic.video``) in the YouTube-VIS layout:
+  ``ytvis/{train,val}/JPEGImages/<video_id:06d>/<t:05d>.jpg`` and
+  ``ytvis/annotations/instances_{train,val}.json``
+  (``--train-videos``/``--val-videos`` videos of ``--video-frames`` frames; ``--flow flo|npy`` adds the
+  ground-truth optical flow ``ytvis/{train,val}/Flow/<video_id:06d>/<t:05d>.<flo|npy>`` of frame t -> t + 1;
+  ``datamodules.synthetic.youtube_vis_writer``).
 Every split and layout uses its own seed stream, so val never repeats train images; the same arguments
 always give byte-identical files.
 """
@@ -36,9 +44,10 @@ from datamodules.synthetic.image_layouts import (
     write_super_resolution_split,
 )
 from datamodules.synthetic.world import THING_CLASSES, SceneConfig
+from datamodules.synthetic.youtube_vis_writer import FLOW_FORMATS, write_youtube_vis_split
 
-FORMATS = ("coco", "panoptic", "pix2pix", "cyclegan", "sr", "style", "classes", "faces")
-COCO_FORMATS = ("coco", "panoptic")  # written together by ``write_coco_split``
+FORMATS = ("coco", "panoptic", "densepose", "pix2pix", "cyclegan", "sr", "style", "classes", "faces", "ytvis")
+COCO_FORMATS = ("coco", "panoptic", "densepose")  # written together by ``write_coco_split``
 
 
 def _non_negative(text: str) -> int:
@@ -80,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability that an image gets one iscrowd region (coco, panoptic)",
     )
     parser.add_argument(
+        "--train-videos", type=_non_negative, default=100, help="number of train videos (ytvis)"
+    )
+    parser.add_argument("--val-videos", type=_non_negative, default=20, help="number of val videos (ytvis)")
+    parser.add_argument("--video-frames", type=int, default=20, help="frames per video (ytvis, >= 1)")
+    parser.add_argument(
+        "--flow", choices=FLOW_FORMATS, default=None, help="also write ground-truth optical flow (ytvis)"
+    )
+    parser.add_argument(
         "--formats",
         type=_formats,
         default=["coco"],
@@ -91,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _write_coco(args: argparse.Namespace) -> None:
     """The COCO formats asked for (``COCO_FORMATS``), each scene rendered once for all of them."""
     config = SceneConfig(crowd_prob=args.crowd_prob)
-    keypoints, panoptic = "coco" in args.formats, "panoptic" in args.formats
+    keypoints, panoptic, densepose = (name in args.formats for name in ("coco", "panoptic", "densepose"))
     for split, count in (("train", args.train_images), ("val", args.val_images)):
         files = write_coco_split(
             args.out,
@@ -103,6 +120,7 @@ def _write_coco(args: argparse.Namespace) -> None:
             progress=True,
             keypoints=keypoints,
             panoptic=panoptic,
+            densepose=densepose,
         )
         written = [str(path) for path in files if path is not None]
         print(f"{split}: {count} images in {args.out / 'images' / split}, annotations {', '.join(written)}")
@@ -142,13 +160,31 @@ def _write_image_layout(layout: str, args: argparse.Namespace) -> None:
             print(f"classes {split}: {per_class} images per class ({len(THING_CLASSES)} classes) in {folder}")
 
 
+def _write_youtube_vis(args: argparse.Namespace) -> None:
+    """The world in motion under ``--out/ytvis``, with one summary line per split."""
+    root = args.out / "ytvis"
+    for split, count in (("train", args.train_videos), ("val", args.val_videos)):
+        path = write_youtube_vis_split(
+            root, split, count, args.video_frames, args.size, args.seed, flow=args.flow, progress=True
+        )
+        flow = f", flow in {root / split / 'Flow'}" if args.flow else ""
+        print(
+            f"ytvis {split}: {count} videos of {args.video_frames} frames in {root / split / 'JPEGImages'}, "
+            f"annotations {path}{flow}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.size < 32:
         build_parser().error(f"--size must be >= 32, got {args.size}")
+    if args.video_frames < 1:
+        build_parser().error(f"--video-frames must be >= 1, got {args.video_frames}")
     if set(COCO_FORMATS) & set(args.formats):
         _write_coco(args)
     for layout in args.formats:
-        if layout not in COCO_FORMATS:
+        if layout == "ytvis":
+            _write_youtube_vis(args)
+        elif layout not in COCO_FORMATS:
             _write_image_layout(layout, args)
     return 0
