@@ -19,7 +19,7 @@ venv: $(INSTALLED)
 
 $(SYNTHETIC)/annotations/instances_val.json: $(INSTALLED) $(wildcard datamodules/synthetic/*.py)
 	$(BIN)/zoo synthetic --out $(SYNTHETIC) --train-images 600 --val-images 100 --size 128 --seed 0 \
-		--formats coco,panoptic,pix2pix,cyclegan,sr,style,classes,faces
+		--formats coco,panoptic,densepose,pix2pix,cyclegan,sr,style,classes,faces
 
 # Writes the synthetic world, trains Mask R-CNN on it on the CPU, evaluates the last checkpoint with
 # pycocotools and prints box/mask AP and where the W&B files and checkpoints are.

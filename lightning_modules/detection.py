@@ -60,7 +60,7 @@ class DetectionModule(LossDictModule):
         super().__init__(model, metadata, optimizer, lr_scheduler, loss_weights)
         self.iou_types = tuple(iou_types or self.default_iou_types)
         task = self.main_metric.split("/")[1]
-        if task not in self.iou_types or not set(self.iou_types) <= set(IOU_TYPES):
+        if (task in IOU_TYPES and task not in self.iou_types) or not set(self.iou_types) <= set(IOU_TYPES):
             raise ValueError(
                 f"iou_types {list(self.iou_types)} must be a subset of {list(IOU_TYPES)} that includes "
                 f"{task!r}, which {type(self).__name__}'s main metric {self.main_metric} needs"
@@ -110,20 +110,24 @@ class DetectionModule(LossDictModule):
         """COCO results (RLE masks) rather than full-size mask probabilities, which for a whole split
         would not fit in memory; detections of labels without a category id are dropped and logged."""
         images, targets = batch
-        label_to_category_id = self.metadata.label_to_category_id
         results = []
         for prediction, target in zip(self(images), targets, strict=True):
-            image_id = int(target["image_id"])
-            prediction, dropped = keep_mapped_labels(prediction, label_to_category_id)
-            if dropped:
-                log.warning(
-                    "image_id %d: %d detections of labels %s without a category id were not written",
-                    image_id, len(dropped), sorted(set(dropped)),
-                )  # fmt: skip
-            if "segm" not in self.iou_types:
-                prediction = {key: value for key, value in prediction.items() if key != "masks"}
-            results += coco_detections(prediction, image_id, label_to_category_id)
+            results += self.image_results(prediction, int(target["image_id"]))
         return results
+
+    def image_results(self, prediction: dict[str, Any], image_id: int) -> list[dict[str, Any]]:
+        """One image's COCO results, in the order of its detections whose label has a category id (the
+        others are dropped and logged)."""
+        label_to_category_id = self.metadata.label_to_category_id
+        prediction, dropped = keep_mapped_labels(prediction, label_to_category_id)
+        if dropped:
+            log.warning(
+                "image_id %d: %d detections of labels %s without a category id were not written",
+                image_id, len(dropped), sorted(set(dropped)),
+            )  # fmt: skip
+        if "segm" not in self.iou_types:
+            prediction = {key: value for key, value in prediction.items() if key != "masks"}
+        return coco_detections(prediction, image_id, label_to_category_id)
 
     def prediction_writer(self, run_dir: Path) -> BasePredictionWriter:
         """COCO results JSON: ``<run>/predictions.json``, ready for ``COCO.loadRes`` or the test server."""

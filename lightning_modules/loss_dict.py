@@ -46,8 +46,11 @@ class LossDictModule(ZooModule):
             weigh 1. Each loss is logged unweighted as ``train/<name>``, the weighted sum as ``train/loss``.
 
     The init arguments of the whole class chain (less ``model``, ``metadata``, ``optimizer``,
-    ``lr_scheduler``) are saved as hyperparameters.
+    ``lr_scheduler`` and a subclass's ``unsaved_arguments``, objects rather than settings) are saved as
+    hyperparameters.
     """
+
+    unsaved_arguments: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -62,7 +65,9 @@ class LossDictModule(ZooModule):
         self.loss_weights = dict(loss_weights or {})
         self.require_model_setting("num_classes", self.metadata.num_classes, self._class_summary())
         # collects the subclasses' init arguments too (Lightning walks the chain of __init__ frames)
-        self.save_hyperparameters(ignore=["model", "metadata", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(
+            ignore=["model", "metadata", "optimizer", "lr_scheduler", *self.unsaved_arguments]
+        )
         self.skipped_nonfinite_steps = 0
 
     def _class_summary(self) -> str:

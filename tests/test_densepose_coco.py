@@ -85,7 +85,7 @@ def test_flipped_items_mirror_points_parts_and_charts(world: Path) -> None:
             mask = mirrored["masks"][row].numpy()
             assert mask[np.floor(xy[:, 1]).astype(int), np.floor(xy[:, 0]).astype(int)].all()
             segmentation = target["dense_segmentation"][row].numpy()[:, ::-1]
-            expected = np.array([0, 2, 1, 4, 3] + list(range(5, 15)), np.uint8)[segmentation]
+            expected = np.array([0, 2, 1, 4, 3, *range(5, 15)], np.uint8)[segmentation]
             np.testing.assert_array_equal(mirrored["dense_segmentation"][row].numpy(), expected)
 
 
@@ -122,7 +122,7 @@ def test_official_symmetry_file_layout(tmp_path: Path) -> None:
         flipped_labels[:, :-10] == 0
     ).all()
     assert DENSEPOSE_COCO_POINT_PARTS[3] == 4
-    with pytest.raises(FileNotFoundError, match="missing.mat"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.mat"):
         densepose_coco_symmetry(tmp_path / "missing.mat")
     scipy.io.savemat(tmp_path / "bad.mat", {"U_transforms": u[:, :3], "V_transforms": v})
     with pytest.raises(DatasetFormatError, match="'U_transforms' has shape"):

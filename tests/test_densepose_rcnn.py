@@ -93,7 +93,8 @@ def test_training_losses_reach_every_branch_parameter() -> None:
     losses = model(images, targets)
     names = {"loss_densepose_I", "loss_densepose_U", "loss_densepose_V", "loss_densepose_S"}
     assert names <= set(losses) and all(torch.isfinite(v) for v in losses.values())
-    assert float(losses["loss_densepose_I"].detach()) > 0  # the GT boxes are proposals: IoU 1 RoIs always exist
+    # the GT boxes are proposals, so RoIs of IoU 1 always exist
+    assert float(losses["loss_densepose_I"].detach()) > 0
     sum(losses.values()).backward()
     for name, parameter in model.roi_heads.densepose.named_parameters():
         assert parameter.grad is not None, name
