@@ -1,12 +1,15 @@
 """LightningDataModule over COCO instances splits (``datamodules.coco_instances.CocoInstancesDataset``)."""
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from datamodules.coco_instances import CocoInstancesDataset
+from datamodules.collate import collate_detection
 from datamodules.errors import DatasetFormatError
 from datamodules.instance_transforms import require_pixel_level
 from datamodules.instance_transforms import train_transforms as train_transforms_default
@@ -48,6 +51,8 @@ class CocoInstancesDataModule(LightningDataModule):
 
     unsaved_arguments: tuple[str, ...] = ("train_transforms", "val_transforms")
     """Objects rather than settings: left out of the saved hyperparameters."""
+    collate_fn: Callable[[list], Any] = staticmethod(collate_detection)
+    """How items become batches (a family with other items, e.g. video clips, brings its own)."""
 
     def __init__(
         self,
@@ -160,11 +165,13 @@ class CocoInstancesDataModule(LightningDataModule):
     def train_dataloader(self) -> ResumableDataLoader:
         trainer = self.trainer
         return training_loader(
-            self.train_dataset, self.batch_size, self.num_workers, self.pin_memory, trainer
+            self.train_dataset, self.batch_size, self.num_workers, self.pin_memory, trainer, self.collate_fn
         )
 
     def _eval_loader(self, dataset: CocoInstancesDataset | None) -> DataLoader:
-        return evaluation_loader(dataset, self.val_batch_size, self.num_workers, self.pin_memory)
+        return evaluation_loader(
+            dataset, self.val_batch_size, self.num_workers, self.pin_memory, self.collate_fn
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_dataset)

@@ -115,14 +115,6 @@ class DensePoseModule(DetectionModule):
         self.log_dict({f"{split}/densepose/{name}": value for name, value in results.items()}, prog_bar=False)
         super().evaluation_epoch_end(split)
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
-        """COCO results (``DetectionModule.predict_step``) with each detection's ``densepose`` chart."""
-        images, targets = batch
-        results = []
-        for prediction, target in zip(self(images), targets, strict=True):
-            results += self.image_results(prediction, int(target["image_id"]))
-        return results
-
     def image_results(self, prediction: dict[str, Any], image_id: int) -> list[dict[str, Any]]:
         """``DetectionModule.image_results`` with each detection's ``densepose`` chart (compressed)."""
         charts = chart_outputs_to_box_results(prediction["densepose"], prediction["boxes"])
