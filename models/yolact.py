@@ -107,7 +107,10 @@ class PrototypeInstanceSegmenter(nn.Module):
     def network(self, x: Tensor) -> dict[str, Tensor]:
         """The network on a normalised (B, 3, S, S) batch: ``loc``, ``conf`` (logits), ``coef``,
         ``priors``, ``proto`` and ``segm`` (the official training-mode outputs, same layout)."""
-        pyramid = self.fpn(list(self.backbone(x).values()))
+        return self.predict(self.fpn(list(self.backbone(x).values())))
+
+    def predict(self, pyramid: list[Tensor]) -> dict[str, Tensor]:
+        """The heads, protonet and semantic conv on ``[P3, ..., P7]`` (what YolactEdge reuses)."""
         per_level = [self.head(level) for level in pyramid]
         priors = yolact_priors(
             [tuple(level.shape[-2:]) for level in pyramid],
@@ -115,7 +118,7 @@ class PrototypeInstanceSegmenter(nn.Module):
             self.anchor_aspect_ratios,
             self.transform.size,
             self.square_anchors,
-            device=x.device,
+            device=pyramid[0].device,
         )
         loc, conf, coef = (torch.cat(parts, dim=1) for parts in zip(*per_level, strict=True))
         return {
@@ -135,6 +138,10 @@ class PrototypeInstanceSegmenter(nn.Module):
             if targets is None or len(targets) != len(images):
                 raise ValueError("training needs one target dict per image")
             return self.criterion(outputs, relative_targets(images, targets))
+        return self.detections(outputs, images)
+
+    def detections(self, outputs: dict[str, Tensor], images: list[Tensor]) -> list[dict[str, Tensor]]:
+        """``detect`` for every image of the batch, in its own frame."""
         priors_xyxy = box_convert(outputs["priors"], "cxcywh", "xyxy")
         return [
             self.detect(outputs, priors_xyxy, index, tuple(image.shape[-2:]))

@@ -27,16 +27,28 @@ class YolactFPN(nn.Module):
         )
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
+        return self.outputs(self.top_down(features)[0])
+
+    def top_down(self, features: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """[C3, C4, C5] -> the merged maps before the output convs (the official YolactEdge's
+        ``FPN_phase_1``) and the laterals, both finest first."""
         merged: list[Tensor] = [None] * len(features)  # type: ignore[list-item]
+        laterals: list[Tensor] = [None] * len(features)  # type: ignore[list-item]
         top = None
         for level in reversed(range(len(features))):
-            lateral = self.lateral[level](features[level])
-            if top is not None:
-                lateral = lateral + F.interpolate(
-                    top, size=lateral.shape[-2:], mode="bilinear", align_corners=False
-                )
-            merged[level] = top = lateral
+            laterals[level] = self.lateral[level](features[level])
+            merged[level] = top = laterals[level] if top is None else add_upsampled(laterals[level], top)
+        return merged, laterals
+
+    def outputs(self, merged: Sequence[Tensor]) -> list[Tensor]:
+        """Merged maps -> [P3, ..., P7]: ReLU(3x3 conv) per level, then the stride-2 convs
+        (the official YolactEdge's ``FPN_phase_2``)."""
         outputs = [F.relu(conv(x)) for conv, x in zip(self.output, merged, strict=True)]
         for conv in self.downsample:
             outputs.append(conv(outputs[-1]))
         return outputs
+
+
+def add_upsampled(lateral: Tensor, top: Tensor) -> Tensor:
+    """The top-down step: ``lateral`` + ``top`` bilinearly resized to the lateral's size."""
+    return lateral + F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
