@@ -34,6 +34,11 @@ The losses come back unweighted, named ``loss_box``, ``loss_class``, ``loss_land
 total is a weighted sum (``LossDictModule``'s ``loss_weights``): ``loss_weights("implementation")`` is
 ``train.py``'s ``loc_weight * loss_l + loss_c + loss_landm`` with ``loc_weight`` 2, and
 ``loss_weights("paper")`` the paper's lambda1 = 0.25 (box), lambda2 = 0.1 (landmarks), class 1.
+
+Dense regression (the paper's Sec. 3.2, not in the implementation): with a ``dense_regression`` module
+(``models.face_dense_regression.DenseRegression``) and the network's 144 dense numbers per prior, the
+positives' L_pixel on the input ``pixels`` cropped at their matched boxes comes back as ``loss_pixel``
+(weight lambda3 = 0.01 in the paper, ``PAPER_PIXEL_WEIGHT``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from torchvision.ops import box_iou
 
 from datamodules.batch import Target
 from models.face_anchors import VARIANCES, center_to_corners, encode_boxes, encode_landmarks
+from models.face_dense_regression import DenseRegression
 
 NUM_LANDMARKS = 5
 
@@ -107,6 +113,7 @@ class MultiBoxLoss(nn.Module):
         min_best_overlap: a ground truth forces its best prior only when they overlap at least this
             much (0.2, hard-coded in ``match``).
         variances: the box and landmark encoding's (``cfg['variance']``).
+        dense_regression: the dense regression term (module docstring; ``None``: none).
     """
 
     def __init__(
@@ -115,12 +122,14 @@ class MultiBoxLoss(nn.Module):
         negatives_per_positive: int = 7,
         min_best_overlap: float = 0.2,
         variances: Sequence[float] = VARIANCES,
+        dense_regression: DenseRegression | None = None,
     ) -> None:
         super().__init__()
         self.overlap_threshold = overlap_threshold
         self.negatives_per_positive = negatives_per_positive
         self.min_best_overlap = min_best_overlap
         self.variances = tuple(variances)
+        self.dense_regression = dense_regression
 
     def forward(
         self,
@@ -130,10 +139,13 @@ class MultiBoxLoss(nn.Module):
         priors: Tensor,
         targets: Sequence[Target],
         image_size: tuple[int, int],
+        dense: Tensor | None = None,
+        pixels: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """``box_deltas`` (B, P, 4), ``class_logits`` (B, P, 2) (background, face), ``landmark_deltas``
         (B, P, 10) as the network outputs them in training mode; ``priors`` (P, 4) of ``image_size``
-        (H, W); ``targets`` one ``Target`` per image in pixels (module docstring)."""
+        (H, W); ``targets`` one ``Target`` per image in pixels (module docstring). With
+        ``dense_regression``: ``dense`` (B, P, 144) and the input ``pixels`` (B, 3, H, W) RGB on [0, 1]."""
         batch, num_priors = class_logits.shape[:2]
         device = class_logits.device
         height, width = image_size
@@ -176,11 +188,18 @@ class MultiBoxLoss(nn.Module):
         negative = self.hard_negatives(logits, classes, positive)
         selected = positive | negative
         loss_class = F.cross_entropy(logits[selected], classes[selected], reduction="sum")
-        return {
+        losses = {
             "loss_box": loss_box / num_positive,
             "loss_class": loss_class / num_positive,
             "loss_landmark": loss_landmark / num_with_landmarks,
         }
+        if self.dense_regression is not None:
+            if dense is None or pixels is None:
+                raise ValueError("the dense regression loss needs the dense outputs and the input pixels")
+            image_index = positive.nonzero()[:, 0]
+            boxes = matched_boxes[positive] * box_scale
+            losses["loss_pixel"] = self.dense_regression(dense[positive], pixels, image_index, boxes)
+        return losses
 
     @torch.no_grad()
     def hard_negatives(self, logits: Tensor, classes: Tensor, positive: Tensor) -> Tensor:

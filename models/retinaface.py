@@ -11,6 +11,11 @@ and resizes to 640 / 840); in eval each image at its own resolution (``test_wide
 padded at the bottom and right to a multiple of 32 to batch them. The evaluation's settings are the
 default: score threshold 0.02, NMS 0.4, every face kept (``test_widerface.py`` has the top-k limits
 commented out).
+
+The paper's dense regression branch (Sec. 3.2, ``models.face_dense_regression``) is optional: with
+``dense_regression`` (a ``DenseRegression``) and a network built with ``dense_regression=True`` (a fourth
+output, 144 numbers per prior), training adds ``loss_pixel`` on the positive priors' face crops, cut from
+the letterboxed input (back on [0, 1] RGB) at their matched boxes; eval ignores the fourth output.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from models.face_anchors import prior_boxes
+from models.face_dense_regression import DenseRegression
 from models.face_detection_decode import decode_detections
 from models.face_detection_loss import MultiBoxLoss
 from models.letterbox import LetterboxTransform
@@ -36,6 +42,7 @@ class RetinaFace(nn.Module):
         image_size: the square training input (implementation: 640 for MobileNet-0.25, 840 for ResNet-50).
         score_threshold, nms_threshold, top_k, keep_top_k: the decode (``face_detection_decode``).
         overlap_threshold, negatives_per_positive: matching and hard-negative mining (0.35, 7).
+        dense_regression: the dense regression branch's decoder, renderer and L_pixel (off: ``None``).
     """
 
     def __init__(
@@ -49,13 +56,14 @@ class RetinaFace(nn.Module):
         keep_top_k: int | None = None,
         overlap_threshold: float = 0.35,
         negatives_per_positive: int = 7,
+        dense_regression: DenseRegression | None = None,
     ) -> None:
         super().__init__()
         self.network = network
         self.transform = LetterboxTransform(
             image_size, mean=MEAN_RGB, std=STD, bgr=True, test_padding=(32, 0)
         )
-        self.loss = MultiBoxLoss(overlap_threshold, negatives_per_positive)
+        self.loss = MultiBoxLoss(overlap_threshold, negatives_per_positive, dense_regression=dense_regression)
         self.score_threshold, self.nms_threshold = score_threshold, nms_threshold
         self.top_k, self.keep_top_k = top_k, keep_top_k
 
@@ -65,13 +73,20 @@ class RetinaFace(nn.Module):
         batch = self.transform(images)
         size = (int(batch.shape[-2]), int(batch.shape[-1]))
         priors = prior_boxes(size, device=batch.device)
-        box_deltas, class_logits, landmark_deltas = self.network(batch)
+        box_deltas, class_logits, landmark_deltas, *dense = self.network(batch)
         scales = self.transform.scales(images)
         if self.training:
             if targets is None:
                 raise ValueError("RetinaFace needs targets in training mode")
             scaled = [_scaled_target(t, s) for t, s in zip(targets, scales, strict=True)]
-            return self.loss(box_deltas, class_logits, landmark_deltas, priors, scaled, size)
+            if self.loss.dense_regression is None:
+                return self.loss(box_deltas, class_logits, landmark_deltas, priors, scaled, size)
+            if not dense:
+                raise ValueError("dense_regression needs a network with a dense head (dense_regression=True)")
+            pixels = _input_pixels(self.transform, batch)
+            return self.loss(
+                box_deltas, class_logits, landmark_deltas, priors, scaled, size, dense[0], pixels
+            )
         detections = decode_detections(
             box_deltas,
             class_logits,
@@ -98,3 +113,8 @@ def _scaled_target(target: dict[str, Tensor], scale: float) -> dict[str, Tensor]
     if "landmarks" in target:
         scaled["landmarks"] = target["landmarks"] * scale
     return scaled
+
+
+def _input_pixels(transform: LetterboxTransform, batch: Tensor) -> Tensor:
+    """The letterboxed input back in RGB on [0, 1] (the padding at the mean colour)."""
+    return (batch.flip(1) if transform.bgr else batch) * transform.std + transform.mean

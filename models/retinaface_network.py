@@ -16,6 +16,9 @@ Wild", CVPR), as the widely used PyTorch implementation builds it (github.com/bi
   5x5 branch's first conv), concatenated, then ReLU. The branch ends carry BN without activation.
 - ``ClassHead`` / ``BboxHead`` / ``LandmarkHead``: one 1x1 conv (``conv1x1``) per level with 2 anchors x
   (2 logits / 4 box deltas / 10 landmark deltas).
+- ``DenseHead`` (only with ``dense_regression=True``; the implementation has none): the paper's dense
+  regression branch (Sec. 3.2), the same 1x1 conv per level with 2 anchors x 144 numbers (P_ST, P_cam,
+  P_ill; ``models.face_dense_regression``), returned as a fourth output (B, A, 144).
 
 ``forward(images)`` returns ``(box deltas (B, A, 4), class logits (B, A, 2), landmark deltas (B, A, 10))``
 in the implementation's anchor order: level by level (stride 8, 16, 32), cells row-major, 2 anchors per
@@ -28,7 +31,8 @@ Its ``detect.py`` feeds BGR images (``cv2.imread``) as float 0..255 minus the me
 with no scaling, at the original size.
 
 Parameter counts (equal to the implementation's networks, checked in ``tests/test_retinaface_network.py``):
-MobileNet-0.25 426,608; ResNet-50 27,293,600. Initialisation is PyTorch's / torchvision's default (the
+MobileNet-0.25 426,608; ResNet-50 27,293,600 (the dense head adds 3 x (64 + 1) x 288 = 56,160 /
+3 x (256 + 1) x 288 = 222,048). Initialisation is PyTorch's / torchvision's default (the
 implementation loads ImageNet backbone weights before training; nothing is downloaded here).
 """
 
@@ -43,6 +47,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import resnet50
 
+from models.face_dense_regression import DENSE_VALUES
 from models.retinaface_official_weights import load_official_weights
 
 
@@ -241,13 +246,19 @@ class RetinaFaceNetwork(nn.Module):
 
     ``backbone``: a ``RETINAFACE_PRESETS`` key; ``official_weights``: a released ``*_Final.pth`` file of
     the same backbone (local), loaded strictly. ``forward(images (B, 3, H, W))`` ->
-    ``(box deltas (B, A, 4), class logits (B, A, 2), landmark deltas (B, A, 10))``, raw in train and eval.
+    ``(box deltas (B, A, 4), class logits (B, A, 2), landmark deltas (B, A, 10))``, raw in train and eval,
+    and the dense regression parameters (B, A, 144) fourth with ``dense_regression`` (off by default).
     """
 
     strides = STRIDES
     anchors_per_location = ANCHORS_PER_LOCATION
 
-    def __init__(self, backbone: str = "mobilenet0.25", official_weights: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        backbone: str = "mobilenet0.25",
+        official_weights: str | Path | None = None,
+        dense_regression: bool = False,
+    ) -> None:
         super().__init__()
         if backbone not in RETINAFACE_PRESETS:
             raise ValueError(
@@ -265,8 +276,14 @@ class RetinaFaceNetwork(nn.Module):
         self.LandmarkHead = anchor_heads(width, 10)
         if official_weights not in (None, "", "None"):  # jsonargparse may pass a nested null as "None"
             load_official_weights(self, official_weights)
+        # after the released weights (which have no dense head), so they still load strictly; small
+        # initial outputs start every face at the template seen by the default camera
+        self.DenseHead = anchor_heads(width, DENSE_VALUES) if dense_regression else None
+        for head in self.DenseHead or ():
+            nn.init.normal_(head.conv1x1.weight, std=0.01)
+            nn.init.zeros_(head.conv1x1.bias)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"RetinaFace takes (B, 3, H, W) images, got {tuple(images.shape)}")
         levels = self.fpn(self.body(images))
@@ -275,4 +292,5 @@ class RetinaFaceNetwork(nn.Module):
         def predict(heads: nn.ModuleList) -> Tensor:
             return torch.cat([head(f) for head, f in zip(heads, features, strict=True)], dim=1)
 
-        return predict(self.BboxHead), predict(self.ClassHead), predict(self.LandmarkHead)
+        outputs = predict(self.BboxHead), predict(self.ClassHead), predict(self.LandmarkHead)
+        return outputs if self.DenseHead is None else (*outputs, predict(self.DenseHead))
