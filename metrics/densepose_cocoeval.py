@@ -244,7 +244,7 @@ class DensePoseCOCOeval(COCOeval):
                     if gt_ignore[m]:
                         dt_matches[last, i], gt_matches[last, m] = gts[m].id, d.id
         outside = np.array(
-            [d.bbox[2] * d.bbox[3] < area[0] or d.bbox[2] * d.bbox[3] > area[1] for d in s.dts]
+            [d.bbox[2] * d.bbox[3] < area[0] or d.bbox[2] * d.bbox[3] > area[1] for d in s.dts], bool
         )
         dt_ignore |= (dt_matches == 0) & outside.reshape(1, -1)
         return {

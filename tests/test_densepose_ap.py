@@ -308,3 +308,13 @@ def test_metric_equals_functional_api(scene) -> None:
     for name, value in expected.items():
         assert got[name].item() == pytest.approx(value, abs=1e-12), name
     assert 0 < expected["GPS/AP"] < 1 and 0 < expected["GPSm/AP"] < 1
+
+
+def test_an_image_without_detections_counts_its_persons_as_missed(scene) -> None:
+    path, (a, b, e), _ = scene
+    image1 = _prediction([a, b], [0.9, 0.8], [_render(a), _render(b)])
+    image2 = _prediction([], [], [])  # no detection at all: e is missed
+    stats = densepose_ap(path, [image1, image2], [1, 2], ChartEuclideanDistance())
+    for mode in ("GPS", "GPSm"):
+        assert stats[f"{mode}/AR"] == pytest.approx(2 / 3), mode
+        assert 0.6 < stats[f"{mode}/AP"] < 0.7, mode
