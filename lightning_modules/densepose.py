@@ -1,10 +1,14 @@
-"""DensePose R-CNN's module: detection training and box AP (``DetectionModule``), plus the DensePose AP of the
-DensePose-COCO protocol in its GPS and GPSm modes (``metrics.densepose_ap``; main metric
-``val/densepose/GPSm/AP``) with the point-to-point distance the experiment gives (the SMPL geodesic data for
-DensePose-COCO, the chart distance for the synthetic world: ``metrics.densepose_geodesic``), W&B overlays of
-the part map and the U/V iso-lines (``lightning_modules.densepose_overlay``), and ``zoo predict`` results
-with each detection's chart result, as detectron2 writes them (``densepose`` = base64 PNG of the (h, w, 3)
-uint8 labels, U and V in the box)."""
+"""DensePose R-CNN's module: detection training and box AP (``DetectionModule``), plus on val and test:
+
+- the DensePose AP of the DensePose-COCO protocol in its GPS and GPSm modes (``metrics.densepose_ap``; main
+  metric ``val/densepose/GPSm/AP``) with the point distance the experiment gives (the SMPL geodesic data
+  for DensePose-COCO, the chart distance for the synthetic world: ``metrics.densepose_geodesic``);
+- the points' part accuracy and (U, V) error (``metrics.densepose_points``: ``val/densepose/I_accuracy``,
+  ``val/densepose/UV_error``);
+- W&B overlays of the part map and the U/V iso-lines (``lightning_modules.densepose_overlay``).
+
+``zoo predict`` writes COCO results with each detection's chart result, as detectron2 writes them
+(``densepose`` = base64 PNG of the (h, w, 3) uint8 labels, U and V in the box)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from lightning_modules.densepose_overlay import densepose_overlay
 from lightning_modules.detection import EVALUATED_SPLITS, DetectionModule
 from metrics.densepose_ap import DensePoseAP
 from metrics.densepose_geodesic import PointDistance
+from metrics.densepose_points import DensePosePointAccuracy
 from models.densepose_results import ChartResult, chart_outputs_to_box_results, quantize_chart_result
 
 PART_NAMES = {part: f"part {part}" for part in range(1, 25)}
@@ -78,6 +83,7 @@ class DensePoseModule(DetectionModule):
         )
         self.distance = distance
         self.densepose_evaluators = nn.ModuleDict()
+        self.point_accuracy = nn.ModuleDict({split: DensePosePointAccuracy() for split in EVALUATED_SPLITS})
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -97,6 +103,7 @@ class DensePoseModule(DetectionModule):
         ]
         self.evaluators[split].update(predictions, targets)
         self.densepose_evaluators[split].update(charted, targets)
+        self.point_accuracy[split].update(charted, targets)
         self.overlays.add_per_image(
             self,
             split,
@@ -110,8 +117,9 @@ class DensePoseModule(DetectionModule):
         )
 
     def evaluation_epoch_end(self, split: str) -> None:
-        results = self.densepose_evaluators[split].compute()
+        results = {**self.densepose_evaluators[split].compute(), **self.point_accuracy[split].compute()}
         self.densepose_evaluators[split].reset()
+        self.point_accuracy[split].reset()
         self.log_dict({f"{split}/densepose/{name}": value for name, value in results.items()}, prog_bar=False)
         super().evaluation_epoch_end(split)
 

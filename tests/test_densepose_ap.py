@@ -311,7 +311,7 @@ def test_metric_equals_functional_api(scene) -> None:
 
 
 def test_an_image_without_detections_counts_its_persons_as_missed(scene) -> None:
-    path, (a, b, e), _ = scene
+    path, (a, b, _), _ = scene
     image1 = _prediction([a, b], [0.9, 0.8], [_render(a), _render(b)])
     image2 = _prediction([], [], [])  # no detection at all: e is missed
     stats = densepose_ap(path, [image1, image2], [1, 2], ChartEuclideanDistance())
