@@ -141,12 +141,15 @@ def _centres_inside(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
     )
 
 
-def ssd_train_transforms(size: int = 550, min_box_size: float = 4.0, mean=YOLACT_MEAN_RGB) -> A.Compose:
-    """The official ``SSDAugmentation`` for a ``size`` x ``size`` network input."""
+def ssd_train_transforms(
+    size: int = 550, min_box_size: float = 4.0, mean=YOLACT_MEAN_RGB, expand: bool = True
+) -> A.Compose:
+    """The official ``SSDAugmentation`` for a ``size`` x ``size`` network input; ``expand=False`` leaves out
+    the zoom-out (the official ``augment_expand``, off in YolactEdge's ``yolact_edge_vid_config``)."""
     return A.Compose(
         [
             PhotometricDistort(),
-            Expand(fill=mean),
+            *([Expand(fill=mean)] if expand else []),
             RandomSampleCrop(),
             A.HorizontalFlip(p=0.5),
             A.Resize(size, size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST),

@@ -31,6 +31,8 @@ class YouTubeVISDataModule(CocoInstancesDataModule):
         clip_step: frames between the keyframes of consecutive training clips of a video.
         val_clip_step: the same for validation, test and prediction; default: the clip's span (clips of a
             video do not overlap).
+        val_clip_length: frames per validation, test and prediction clip; default: ``clip_length``
+            (YolactEdge trains on pairs but evaluates a keyframe and its 4 non-keyframes).
         batch_size: training clips per batch (per device).
         num_workers: DataLoader worker processes (persistent when > 0).
         train_transforms: the training pipeline; default ``instance_transforms.train_transforms()``.
@@ -54,6 +56,7 @@ class YouTubeVISDataModule(CocoInstancesDataModule):
         frame_stride: int = 1,
         clip_step: int = 1,
         val_clip_step: int | None = None,
+        val_clip_length: int | None = None,
         batch_size: int = 2,
         num_workers: int = 2,
         train_transforms: A.Compose | None = None,
@@ -78,18 +81,19 @@ class YouTubeVISDataModule(CocoInstancesDataModule):
             test_annotations=test_annotations,
         )
         self.clip_length, self.frame_stride, self.clip_step = clip_length, frame_stride, clip_step
-        self.val_clip_step = val_clip_step or (clip_length - 1) * frame_stride + 1
+        self.val_clip_length = val_clip_length or clip_length
+        self.val_clip_step = val_clip_step or (self.val_clip_length - 1) * frame_stride + 1
 
     def dataset(
         self, images: Path, annotations: Path, transforms: A.Compose | None, **options: bool
     ) -> YouTubeVISDataset:
-        """One split's clips: training clips start every ``clip_step`` frames, the others every
-        ``val_clip_step``."""
+        """One split's clips: training clips of ``clip_length`` frames start every ``clip_step`` frames, the
+        others (``val_clip_length`` frames) every ``val_clip_step``."""
         training = transforms is self.train_transforms
         return YouTubeVISDataset(
             images,
             annotations,
-            self.clip_length,
+            self.clip_length if training else self.val_clip_length,
             self.frame_stride,
             self.clip_step if training else self.val_clip_step,
             transforms,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Sequence
 
@@ -63,6 +64,34 @@ class LinearDecayLR(LRScheduler):
 
     def factor(self, step: int) -> float:
         return 1.0 - max(0, step + 1 - self.constant_steps) / (self.decay_steps + 1)
+
+    def get_lr(self) -> list[float]:
+        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
+
+
+class WarmupCosineLR(LRScheduler):
+    """Linear warm-up from ``warmup_factor`` to 1 over ``warmup_steps`` (inclusive), then the cosine
+    factor ``(1 + cos(pi * step / max_steps)) / 2`` of the step counted from 0: the official YolactEdge
+    ``train.py`` schedule (``lr_schedule='cosine'``, ``lr_warmup_init`` = ``warmup_factor`` x lr,
+    ``lr_warmup_until``; the cosine is not shifted by the warm-up)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_steps: int,
+        warmup_steps: int = 0,
+        warmup_factor: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        if max_steps < 1 or warmup_steps < 0:
+            raise ValueError(f"need max_steps >= 1 and warmup_steps >= 0, got {max_steps}, {warmup_steps}")
+        self.max_steps, self.warmup_steps, self.warmup_factor = max_steps, warmup_steps, warmup_factor
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        if step <= self.warmup_steps and self.warmup_steps > 0 and self.warmup_factor < 1:
+            return self.warmup_factor + (1 - self.warmup_factor) * step / self.warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(step, self.max_steps) / self.max_steps))
 
     def get_lr(self) -> list[float]:
         return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]

@@ -247,3 +247,32 @@ def image_grid(images: Sequence[Tensor], captions: Sequence[str]) -> wandb.Image
         panels.append(panel)
     grid = torch.cat(panels, dim=-1).permute(1, 2, 0).cpu().numpy()
     return wandb.Image((grid * 255).round().astype(np.uint8), caption=" | ".join(captions))
+
+
+def painted_instances(
+    image: Tensor, prediction: dict[str, Tensor], score_threshold: float, alpha: float = 0.5
+) -> Tensor:
+    """``image`` (3, H, W) in [0, 1] with the masks (> 0.5) of the detections scoring at least
+    ``score_threshold`` blended in, one colour per label (JET colormap), the most confident on top."""
+    keep = prediction["scores"] >= score_threshold
+    masks, labels, scores = prediction["masks"][keep], prediction["labels"][keep], prediction["scores"][keep]
+    painted = image.detach().float().clamp(0, 1).cpu().clone()
+    palette = cv2.applyColorMap(np.arange(0, 256, 37, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
+    for index in torch.argsort(scores).tolist():
+        colour = torch.tensor(palette[int(labels[index]) % len(palette)] / 255.0, dtype=painted.dtype)
+        region = masks[index].reshape(painted.shape[-2:]).cpu() > 0.5
+        painted[:, region] = (1 - alpha) * painted[:, region] + alpha * colour[:, None]
+    return painted
+
+
+def clip_overlay(
+    frames: Sequence[Tensor],
+    predictions: Sequence[dict[str, Tensor]],
+    captions: Sequence[str],
+    score_threshold: float,
+) -> wandb.Image:
+    """A video clip's frames side by side, each with its predicted instance masks painted
+    (``painted_instances``), captioned per frame (e.g. which frame is the keyframe)."""
+    return image_grid(
+        [painted_instances(f, p, score_threshold) for f, p in zip(frames, predictions, strict=True)], captions
+    )

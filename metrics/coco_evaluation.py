@@ -81,7 +81,7 @@ class COCOEvaluation(Metric):
 
     def __init__(
         self,
-        annotation_file: str | Path,
+        annotation_file: str | Path | dict[str, Any],
         label_to_category_id: dict[int, int] | None = None,
         iou_types: Sequence[str] = IOU_TYPES,
         backend: str = "pycocotools",
@@ -104,8 +104,7 @@ class COCOEvaluation(Metric):
         self.per_instance = per_instance
         self.backend = backend
         self._coco_class, self._cocoeval_class = coco_api(backend)
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco_gt = self._coco_class(str(annotation_file))
+        self.coco_gt = self._ground_truth(annotation_file)
         self.last_stats: dict[str, np.ndarray] = {}
         self.unmapped_detections = 0
         # (M, 3) int64 per evaluated unit (an image, or with per_instance an annotation): image id, the key
@@ -118,6 +117,17 @@ class COCOEvaluation(Metric):
             self.add_state("rle_bytes", default=[], dist_reduce_fx="cat")  # (sum of lengths,) uint8
         if "keypoints" in self.iou_types:
             self.add_state("keypoints", default=[], dist_reduce_fx="cat")  # (N, 3 K) float64: x, y, score
+
+    def _ground_truth(self, annotation_file: str | Path | dict[str, Any]) -> Any:
+        """The COCO ground truth from a file, or from a COCO-format dict built in memory (e.g. the frames
+        of a video dataset, ``datamodules.youtube_vis_coco``)."""
+        with contextlib.redirect_stdout(io.StringIO()):
+            if not isinstance(annotation_file, dict):
+                return self._coco_class(str(annotation_file))
+            coco = self._coco_class()
+            coco.dataset = annotation_file
+            coco.createIndex()
+            return coco
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
         """Store one batch of detections; `targets` only supply `image_id`."""

@@ -32,6 +32,7 @@ from models.yolact_edge_flow import SPA, FeatFlowNet, transform_features
 from models.yolact_fpn import add_upsampled
 
 C3_STAGE = "layer2"  # torchvision's name of the ResNet stage whose output is C3
+NON_KEYFRAME_MODES = ("warp", "copy", "full")
 
 
 class FrameFeatures(NamedTuple):
@@ -84,13 +85,20 @@ class YolactEdge(Yolact):
         return outputs, FrameFeatures(laterals[0].detach(), tuple(level.detach() for level in merged[1:]))
 
     def forward_non_keyframe(
-        self, images: list[Tensor], keyframe: FrameFeatures
+        self, images: list[Tensor], keyframe: FrameFeatures, warp: bool = True
     ) -> tuple[dict[str, Tensor], FrameFeatures]:
+        """``warp=False``: the no-warping baseline -- the keyframe's P4, P5 reused as they are (zero flow,
+        no scale, bias or SPA), P3 still rebuilt from this frame's C3 lateral."""
         lateral = self.fpn.lateral[0](self.backbone_to_c3(self.transform(images))).detach()
         if lateral.shape != keyframe.lateral.shape:
             raise ValueError(
                 f"non-keyframe C3 lateral {tuple(lateral.shape)} differs from the keyframe's "
                 f"{tuple(keyframe.lateral.shape)}: same batch size and image size needed"
+            )
+        if not warp:
+            p3 = add_upsampled(lateral, keyframe.levels[0])
+            return self.predict(self.fpn.outputs([p3, *keyframe.levels])), FrameFeatures(
+                lateral, keyframe.levels
             )
         fields = self.flow(lateral, keyframe.lateral)
         warped = [transform_features(f, field) for f, field in zip(keyframe.levels, fields, strict=True)]
@@ -101,16 +109,22 @@ class YolactEdge(Yolact):
         return outputs, FrameFeatures(lateral, tuple(warped))
 
     @torch.no_grad()
-    def video(self, frames: Sequence[list[Tensor]]) -> list[list[dict[str, Tensor]]]:
+    def video(
+        self, frames: Sequence[list[Tensor]], non_keyframes: str = "warp"
+    ) -> list[list[dict[str, Tensor]]]:
         """Eval-mode detections for consecutive frames (each a batch, one image per video), the
-        official evaluation's schedule: frame ``i`` is a keyframe when ``i % keyframe_interval == 0``."""
+        official evaluation's schedule: frame ``i`` is a keyframe when ``i % keyframe_interval == 0``.
+        ``non_keyframes``: ``"warp"`` (YolactEdge), ``"copy"`` (the keyframe's P4, P5 unwarped:
+        ``forward_non_keyframe(..., warp=False)``) or ``"full"`` (every frame runs the full network)."""
+        if non_keyframes not in NON_KEYFRAME_MODES:
+            raise ValueError(f"non_keyframes must be one of {NON_KEYFRAME_MODES}, got {non_keyframes!r}")
         keyframe: FrameFeatures | None = None
         results = []
         for index, images in enumerate(frames):
-            if index % self.keyframe_interval == 0 or keyframe is None:
+            if index % self.keyframe_interval == 0 or keyframe is None or non_keyframes == "full":
                 outputs, keyframe = self.forward_keyframe(images)
             else:
-                outputs, _ = self.forward_non_keyframe(images, keyframe)
+                outputs, _ = self.forward_non_keyframe(images, keyframe, warp=non_keyframes == "warp")
             results.append(self.detections(outputs, images))
         return results
 
