@@ -19,7 +19,7 @@ from datamodules.densepose_annotations import (
     segmentation_label_map,
 )
 from datamodules.errors import DatasetFormatError
-from datamodules.synthetic.densepose import chart_frame, densepose_fields, local_parts, local_uv
+from datamodules.synthetic.densepose import MAX_POINTS, chart_frame, densepose_fields, local_parts, local_uv
 from datamodules.synthetic.world import SceneConfig, Thing, render_scene
 
 FILE = "densepose_train.json"
@@ -163,7 +163,7 @@ def test_synthetic_fields_pass_the_validator_and_match_their_shapes() -> None:
         parsed = parse_densepose({"id": index, "bbox": bbox, **fields}, FILE)
         assert parsed is not None
         points = parsed.points
-        assert len(points) == min(30, int(thing.mask.sum()))
+        assert len(points) == min(MAX_POINTS, int(thing.mask.sum()))
         x, y, w, h = bbox
         image = box_frame_to_image(np.stack([fields["dp_x"], fields["dp_y"]], axis=1), (x, y, x + w, y + h))
         cols, rows = np.floor(image).astype(np.int64).T

@@ -40,7 +40,7 @@ from datamodules.densepose_annotations import (
 from datamodules.synthetic.world import Shape, Thing
 
 NUM_PARTS = 4  # quadrants of the shape-local frame
-MAX_POINTS = 30
+MAX_POINTS = 100  # DensePose-COCO: ~5M points on ~50K people, about 100 per person
 JITTER_MARGIN = 0.05  # pixels: sampled points stay this far inside their pixel
 
 
