@@ -165,9 +165,12 @@ class PrototypeInstanceSegmenter(nn.Module):
         proto = outputs["proto"][index].float()
         masks = (proto @ outputs["coef"][index, keep].float().t()).sigmoid()
         masks = masks * crop_weight(proto.shape[0], proto.shape[1], boxes)
-        masks = F.interpolate(
-            masks.permute(2, 0, 1)[None], (height, width), mode="bilinear", align_corners=False
-        )
+        if len(keep) == 0:  # bilinear interpolation refuses zero channels
+            masks = masks.new_zeros(1, 0, height, width)
+        else:
+            masks = F.interpolate(
+                masks.permute(2, 0, 1)[None], (height, width), mode="bilinear", align_corners=False
+            )
         scale = boxes.new_tensor([width, height, width, height])
         return {
             "boxes": (boxes * scale).clamp(min=0).minimum(scale),

@@ -114,6 +114,15 @@ def test_detections_follow_the_project_convention():
     assert (detection["scores"][:-1] >= detection["scores"][1:]).all()
 
 
+def test_an_image_with_no_detection_above_the_threshold_gives_empty_results():
+    model = small_yolact(score_threshold=1.0)  # softmax scores never reach 1: nothing survives
+    model.eval()
+    with torch.no_grad():
+        (detection,) = model([torch.rand(3, 90, 120)])
+    assert detection["boxes"].shape == (0, 4) and detection["scores"].shape == (0,)
+    assert detection["masks"].shape == (0, 1, 90, 120) and detection["labels"].shape == (0,)
+
+
 def test_bad_targets_are_refused_with_a_clear_message():
     model = small_yolact()
     model.train()
