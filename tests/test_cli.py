@@ -203,3 +203,19 @@ def test_the_num_classes_hint_is_an_override_that_works_as_written(tiny_syntheti
         "fit", tiny_synthetic, tmp_path, "hint", "--wandb=false", "--trainer.max_steps=1", hint
     )
     assert cli.model.model.num_classes == 4
+
+
+def test_a_checkpoint_files_settings_apply_unless_the_command_line_names_them(
+    tiny_synthetic: Path, tmp_path: Path
+):
+    run_zoo_in_process(
+        "fit", tiny_synthetic, tmp_path, "saved", "--wandb=false", "--trainer.max_steps=1",
+        "--model.init_args.overlay_images=3", "--model.init_args.overlay_score_threshold=0.7",
+    )  # fmt: skip
+    checkpoint = tmp_path / "mask_rcnn_synthetic" / "saved" / "checkpoints" / "last.ckpt"
+    cli = run_zoo_in_process(
+        "validate", tiny_synthetic, tmp_path, "evaluated", "--wandb=false", f"--ckpt_path={checkpoint}",
+        "--model.init_args.overlay_score_threshold=0.9",
+    )  # fmt: skip
+    assert cli.model.hparams.overlay_images == 3  # from the checkpoint, over the config files
+    assert cli.model.hparams.overlay_score_threshold == 0.9  # the command line over the checkpoint

@@ -85,6 +85,26 @@ class ZooCLI(LightningCLI):
     def _subcommand_config(self):
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
+        self._command_line = list(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning applies an explicit checkpoint file's saved hyperparameters over the config files
+        *and* the command line, so ``zoo validate --ckpt_path run.ckpt --model.init_args.X v`` would
+        silently evaluate with the checkpoint's X. Here the checkpoint still overrides the config files,
+        but a module argument named on the command line wins."""
+        subcommand = self.config.get("subcommand")
+        named = _model_arguments_named(self._command_line)
+        before = self.config[subcommand].model.get("init_args") if subcommand and named else None
+        super()._parse_ckpt_path()
+        if before is None:
+            return
+        after = self.config[subcommand].model.init_args
+        for name in named:
+            if name in before:
+                after[name] = before[name]
+
     def before_instantiate_classes(self) -> None:
         config = self._subcommand_config()
         experiment = config.experiment or config.model.class_path.rsplit(".", 1)[-1].lower()
@@ -195,6 +215,21 @@ def _require_existing_run(experiment: str, runs_dir: str, run_id: str) -> None:
         raise ValueError(
             f"no run {run_id!r} of experiment {experiment!r} in {runs_dir}/ (runs there: {known})"
         )
+
+
+def _model_arguments_named(command_line: list[str]) -> set[str]:
+    """The module init arguments set on ``command_line`` (``--model.init_args.NAME[.sub]=v``,
+    ``--model.init_args.NAME v`` or ``--model.NAME``)."""
+    named = set()
+    for item in command_line:
+        if not item.startswith("--model."):
+            continue
+        path = item[len("--model.") :].split("=", 1)[0].split(".")
+        if path[0] == "init_args":
+            path = path[1:]
+        if path and path[0] not in ("", "class_path", "dict_kwargs"):
+            named.add(path[0])
+    return named
 
 
 def run_cli(args: list[str] | None = None) -> ZooCLI:
