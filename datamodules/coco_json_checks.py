@@ -88,6 +88,23 @@ class AnnotationTally:
 def read_coco_json(annotation_file: str | Path, require_annotations: bool = True) -> dict[str, Any]:
     """Read a COCO JSON file; a missing file, invalid JSON or missing ``images``/``categories`` lists
     raise."""
+    return read_annotation_json(
+        annotation_file,
+        ("images", "categories"),
+        require_annotations,
+        "an image-info file, like COCO's test-dev one,",
+    )
+
+
+def read_annotation_json(
+    annotation_file: str | Path,
+    list_keys: tuple[str, ...],
+    require_annotations: bool,
+    without_annotations: str,
+) -> dict[str, Any]:
+    """A JSON object whose ``list_keys`` are lists and whose ``categories`` is not empty; a null or missing
+    ``annotations`` is an empty list when not ``require_annotations`` (``without_annotations`` names
+    the files that lack it, for the error), any other ``annotations`` must be a list."""
     annotation_file = Path(annotation_file)
     try:
         with annotation_file.open("rb") as f:
@@ -100,15 +117,14 @@ def read_coco_json(annotation_file: str | Path, require_annotations: bool = True
         raise DatasetFormatError(
             f"{annotation_file}: top level must be a JSON object, got {type(data).__name__}"
         )
-    for key in ("images", "categories"):
+    for key in list_keys:
         if not isinstance(data.get(key), list):
             raise DatasetFormatError(f"{annotation_file}: needs a list '{key}' at the top level")
-    if "annotations" not in data:
+    if data.get("annotations") is None:
         if require_annotations:  # a typo'd or truncated file must not read as "no objects anywhere"
             raise DatasetFormatError(
-                f"{annotation_file}: has no 'annotations' list (an image-info file, like COCO's "
-                "test-dev one, "
-                "can only be a predict split)",
+                f"{annotation_file}: has no 'annotations' list ({without_annotations} can only be a "
+                "predict split)",
                 "no_annotations_key",
             )
         data["annotations"] = []

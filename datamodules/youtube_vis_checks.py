@@ -9,12 +9,16 @@ null), ``bboxes`` ([x, y, w, h] or null) and ``areas`` (a number or null)}]. The
 JSONs have ``annotations`` null: they can only be read with ``require_annotations=False``.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
-from datamodules.coco_json_checks import FormatProblem, is_int, is_number, segmentation_problem
-from datamodules.errors import DatasetFormatError
+from datamodules.coco_json_checks import (
+    FormatProblem,
+    is_int,
+    is_number,
+    read_annotation_json,
+    segmentation_problem,
+)
 
 PER_FRAME_KEYS = ("segmentations", "bboxes", "areas")
 
@@ -22,34 +26,12 @@ PER_FRAME_KEYS = ("segmentations", "bboxes", "areas")
 def read_youtube_vis_json(annotation_file: str | Path, require_annotations: bool = True) -> dict[str, Any]:
     """Read a YouTube-VIS JSON; a missing file, invalid JSON or missing ``videos``/``categories`` lists
     raise. A null or missing ``annotations`` is an empty list when not ``require_annotations``."""
-    annotation_file = Path(annotation_file)
-    try:
-        with annotation_file.open("rb") as f:
-            data = json.load(f)
-    except FileNotFoundError as e:
-        raise DatasetFormatError(f"{annotation_file}: annotation file not found") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetFormatError(f"{annotation_file}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise DatasetFormatError(f"{annotation_file}: top level must be a JSON object")
-    for key in ("videos", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DatasetFormatError(f"{annotation_file}: needs a list '{key}' at the top level")
-    if data.get("annotations") is None:
-        if require_annotations:
-            raise DatasetFormatError(
-                f"{annotation_file}: has no 'annotations' list (the official valid/test files have none: "
-                "they can only be a predict split)",
-                "no_annotations_key",
-            )
-        data["annotations"] = []
-    if not isinstance(data["annotations"], list):
-        raise DatasetFormatError(f"{annotation_file}: 'annotations' must be a list")
-    if not data["categories"]:
-        raise DatasetFormatError(
-            f"{annotation_file}: 'categories' is empty: no class to learn", "no_categories"
-        )
-    return data
+    return read_annotation_json(
+        annotation_file,
+        ("videos", "categories"),
+        require_annotations,
+        "the official valid/test files have none:",
+    )
 
 
 def _video_problems(
