@@ -209,19 +209,20 @@ class PanopticQuality(Metric):
                 )
         for start in range(0, len(targets), self.IMAGES_PER_PASS):
             chunk = slice(start, start + self.IMAGES_PER_PASS)
-            rows = self._batch_rows(predictions[chunk], targets[chunk], image_ids[chunk])
+            rows = self.batch_counts(predictions[chunk], targets[chunk], image_ids[chunk])
             self.per_image.append(rows)
             self.image_ids.append(torch.tensor(image_ids[chunk], dtype=torch.int64, device=self.device))
 
-    def _batch_rows(
+    def batch_counts(
         self,
         predictions: Sequence[PanopticSegmentation],
         targets: Sequence[PanopticSegmentation],
         image_ids: Sequence[int],
     ) -> Tensor:
-        """(B, 4, C) float64: per image and category the IoU sum of the matches, TP, FP and FN. All images
-        in one pass (the per-image work is a few dozen small tensor operations, which would otherwise
-        dominate on small images)."""
+        """(B, 4, C) float64: per image and category the IoU sum of the matches, TP, FP and FN, for inputs
+        ``update`` has checked (equal (H, W) per pair, one id per image). All images in one pass (the
+        per-image work is a few dozen small tensor operations, which would otherwise dominate on small
+        images)."""
         device = self.device
         batch, num_categories = len(targets), len(self.category_ids)
         pred_maps = [p.ids.to(device).long() for p in predictions]
@@ -317,19 +318,29 @@ class PanopticQuality(Metric):
         return rows[keep].sum(0) if len(rows) else rows.new_zeros(4, count)
 
     def compute(self) -> dict[str, Tensor]:
-        iou_sum, tp, fp, fn = self._totals()
-        seen = (tp + fp + fn) > 0
-        denominator = (tp + 0.5 * fp + 0.5 * fn).clamp_min(1e-300)
-        pq = torch.where(seen, iou_sum / denominator, 0.0)
-        sq = torch.where(tp > 0, iou_sum / tp.clamp_min(1), 0.0)
-        rq = torch.where(seen, tp / denominator, 0.0)
-        isthing = torch.tensor(self.isthing, dtype=torch.bool, device=seen.device)
-        results: dict[str, Tensor] = {}
-        for suffix, group in (("", torch.ones_like(isthing)), ("_things", isthing), ("_stuff", ~isthing)):
-            averaged = seen & group
-            count = averaged.sum()
-            for name, values in (("PQ", pq), ("SQ", sq), ("RQ", rq)):
-                results[f"{name}{suffix}"] = torch.where(averaged, values, 0.0).sum() / count.double()
-            results[f"N{suffix}"] = count
-        results.update(PQ_per_class=pq, SQ_per_class=sq, RQ_per_class=rq)
-        return results
+        return quality_of_totals(self._totals(), self.isthing)
+
+
+def quality_of_totals(totals: Tensor, isthing: Sequence[bool]) -> dict[str, Tensor]:
+    """``PanopticQuality.compute()``'s values from (4, C) summed IoU, TP, FP, FN per category (``isthing``
+    per category, in the same order), as the reference's ``pq_average`` computes them."""
+    iou_sum, tp, fp, fn = totals
+    seen = (tp + fp + fn) > 0
+    denominator = (tp + 0.5 * fp + 0.5 * fn).clamp_min(1e-300)
+    pq = torch.where(seen, iou_sum / denominator, 0.0)
+    sq = torch.where(tp > 0, iou_sum / tp.clamp_min(1), 0.0)
+    rq = torch.where(seen, tp / denominator, 0.0)
+    isthing_mask = torch.tensor(list(isthing), dtype=torch.bool, device=seen.device)
+    results: dict[str, Tensor] = {}
+    for suffix, group in (
+        ("", torch.ones_like(isthing_mask)),
+        ("_things", isthing_mask),
+        ("_stuff", ~isthing_mask),
+    ):
+        averaged = seen & group
+        count = averaged.sum()
+        for name, values in (("PQ", pq), ("SQ", sq), ("RQ", rq)):
+            results[f"{name}{suffix}"] = torch.where(averaged, values, 0.0).sum() / count.double()
+        results[f"N{suffix}"] = count
+    results.update(PQ_per_class=pq, SQ_per_class=sq, RQ_per_class=rq)
+    return results
