@@ -265,6 +265,7 @@ class CocoPanopticDataset(Dataset):
         self._images = {image["id"]: image for image in data["images"]}
         self.image_ids = sorted(self._images)
         tally = AnnotationTally()
+        self.num_targets = 0  # non-crowd thing segments: the instance targets
         self._annotations: dict[int | str, PanopticAnnotation] = {}
         for ann in data["annotations"]:
             segments = tuple(
@@ -273,6 +274,8 @@ class CocoPanopticDataset(Dataset):
             for segment in segments:
                 if segment.iscrowd and segment.category_id in self._label:
                     tally.skip("crowd", segment.id)
+                elif segment.category_id in self._label:
+                    self.num_targets += 1
             self._annotations[ann["image_id"]] = PanopticAnnotation(ann["file_name"], segments)
         self.skipped: Counter[str] = tally.skipped
         self._reported: set[tuple[int | str, int]] = set()  # (image id, segment id) of degenerate boxes

@@ -85,37 +85,42 @@ class CocoPanopticDataModule(CocoInstancesDataModule):
         self.test_panoptic = Path(test_panoptic) if test_panoptic is not None else None
         if test_annotations is None:  # the validation split
             self.test_panoptic = self.val_panoptic
-        self.train_dataset: CocoPanopticDataset | None = None
-        self.val_dataset: CocoPanopticDataset | None = None
-        self.test_dataset: CocoPanopticDataset | None = None
+
+    def panoptic_dir(self, annotations: Path) -> Path | None:
+        """The PNG folder given for the split of ``annotations`` (None: the dataset's default)."""
+        folders = {
+            self.test_annotations: self.test_panoptic,
+            self.val_annotations: self.val_panoptic,
+            self.train_annotations: self.train_panoptic,
+        }
+        return folders[annotations]
+
+    def dataset(
+        self, images: Path, annotations: Path, transforms: A.Compose | None, **options: bool
+    ) -> CocoPanopticDataset:
+        """One split's dataset (``CocoInstancesDataModule.setup`` builds the splits through it); a predict
+        split may be a JSON without ``annotations``."""
+        return CocoPanopticDataset(
+            images,
+            annotations,
+            self.panoptic_dir(annotations),
+            transforms,
+            require_annotations=options.get("require_annotations", True),
+        )
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets the stage needs (``fit``: train and val; ``validate``: val; ``test`` and
-        ``predict``: test, a predict split may be a JSON without ``annotations``); all must have the same
-        thing and stuff categories."""
-        if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = CocoPanopticDataset(
-                self.train_images, self.train_annotations, self.train_panoptic, self.train_transforms
-            )
-        if stage in ("fit", "validate", None) and self.val_dataset is None:
-            self.val_dataset = CocoPanopticDataset(
-                self.val_images, self.val_annotations, self.val_panoptic, self.val_transforms
-            )
-        if stage in ("test", "predict", None) and self.test_dataset is None:
-            self.test_dataset = CocoPanopticDataset(
-                self.test_images,
-                self.test_annotations,
-                self.test_panoptic,
-                self.val_transforms,
-                require_annotations=stage != "predict",
-            )
+        """``CocoInstancesDataModule.setup`` (the splits the stage needs, the same thing categories, a
+        training split with targets); all built splits must also have the same stuff categories."""
+        super().setup(stage)
         built = [d for d in (self.train_dataset, self.val_dataset, self.test_dataset) if d is not None]
         for dataset in built[1:]:
-            if _categories(dataset) != _categories(built[0]):
+            if (dataset.stuff_names, dataset.stuff_category_ids) != (
+                built[0].stuff_names,
+                built[0].stuff_category_ids,
+            ):
                 raise DatasetFormatError(
-                    f"{dataset.annotation_file} and {built[0].annotation_file} have different categories "
-                    f"(things {dataset.class_names} vs {built[0].class_names}, "
-                    f"stuff {dataset.stuff_names} vs {built[0].stuff_names})",
+                    f"{dataset.annotation_file} and {built[0].annotation_file} have different stuff "
+                    f"categories ({dataset.stuff_names} vs {built[0].stuff_names})",
                     "category_mismatch",
                 )
 
@@ -131,12 +136,3 @@ class CocoPanopticDataModule(CocoInstancesDataModule):
             stuff_names=tuple(dataset.stuff_names),
             stuff_category_ids=tuple(dataset.stuff_category_ids),
         )
-
-
-def _categories(dataset: CocoPanopticDataset) -> tuple:
-    return (
-        dataset.class_names,
-        dataset.label_to_category_id,
-        dataset.stuff_names,
-        dataset.stuff_category_ids,
-    )

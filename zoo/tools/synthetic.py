@@ -26,7 +26,13 @@
   ``ytvis/annotations/instances_{train,val}.json``
   (``--train-videos``/``--val-videos`` videos of ``--video-frames`` frames; ``--flow flo|npy`` adds the
   ground-truth optical flow ``ytvis/{train,val}/Flow/<video_id:06d>/<t:05d>.<flo|npy>`` of frame t -> t + 1;
-  ``datamodules.synthetic.youtube_vis_writer``).
+  ``datamodules.synthetic.youtube_vis_writer``);
+- ``cityscapes_vps``: the world in motion as video panoptic segmentation in the Cityscapes-VPS layout:
+  ``cityscapes_vps/{train,val}/img/<image_id>_leftImg8bit.png``,
+  ``cityscapes_vps/{train,val}/panoptic_video/<image_id>_gtFine_color.png`` and
+  ``cityscapes_vps/panoptic_gt_{train,val}_city_vps.json`` (segment ids persist over a video's frames;
+  ``--train-videos``/``--val-videos`` videos of ``--video-frames`` frames;
+  ``datamodules.synthetic.cityscapes_vps_writer``).
 Every split and layout uses its own seed stream, so val never repeats train images; the same arguments
 always give byte-identical files.
 """
@@ -34,6 +40,7 @@ always give byte-identical files.
 import argparse
 from pathlib import Path
 
+from datamodules.synthetic.cityscapes_vps_writer import write_cityscapes_vps_split
 from datamodules.synthetic.coco_writer import write_coco_split
 from datamodules.synthetic.faces import write_face_split
 from datamodules.synthetic.image_layouts import (
@@ -46,7 +53,19 @@ from datamodules.synthetic.image_layouts import (
 from datamodules.synthetic.world import THING_CLASSES, SceneConfig
 from datamodules.synthetic.youtube_vis_writer import FLOW_FORMATS, write_youtube_vis_split
 
-FORMATS = ("coco", "panoptic", "densepose", "pix2pix", "cyclegan", "sr", "style", "classes", "faces", "ytvis")
+FORMATS = (
+    "coco",
+    "panoptic",
+    "densepose",
+    "pix2pix",
+    "cyclegan",
+    "sr",
+    "style",
+    "classes",
+    "faces",
+    "ytvis",
+    "cityscapes_vps",
+)
 COCO_FORMATS = ("coco", "panoptic", "densepose")  # written together by ``write_coco_split``
 
 
@@ -89,10 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability that an image gets one iscrowd region (coco, panoptic)",
     )
     parser.add_argument(
-        "--train-videos", type=_non_negative, default=100, help="number of train videos (ytvis)"
+        "--train-videos",
+        type=_non_negative,
+        default=100,
+        help="number of train videos (ytvis, cityscapes_vps)",
     )
-    parser.add_argument("--val-videos", type=_non_negative, default=20, help="number of val videos (ytvis)")
-    parser.add_argument("--video-frames", type=int, default=20, help="frames per video (ytvis, >= 1)")
+    parser.add_argument(
+        "--val-videos", type=_non_negative, default=20, help="number of val videos (ytvis, cityscapes_vps)"
+    )
+    parser.add_argument(
+        "--video-frames", type=int, default=20, help="frames per video (ytvis, cityscapes_vps, >= 1)"
+    )
     parser.add_argument(
         "--flow", choices=FLOW_FORMATS, default=None, help="also write ground-truth optical flow (ytvis)"
     )
@@ -174,6 +200,19 @@ def _write_youtube_vis(args: argparse.Namespace) -> None:
         )
 
 
+def _write_cityscapes_vps(args: argparse.Namespace) -> None:
+    """The world in motion as video panoptic segmentation under ``--out/cityscapes_vps``."""
+    root = args.out / "cityscapes_vps"
+    for split, count in (("train", args.train_videos), ("val", args.val_videos)):
+        path = write_cityscapes_vps_split(
+            root, split, count, args.video_frames, args.size, args.seed, progress=True
+        )
+        print(
+            f"cityscapes_vps {split}: {count} videos of {args.video_frames} frames in "
+            f"{root / split / 'img'}, panoptic PNGs in {root / split / 'panoptic_video'}, annotations {path}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.size < 32:
@@ -185,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     for layout in args.formats:
         if layout == "ytvis":
             _write_youtube_vis(args)
+        elif layout == "cityscapes_vps":
+            _write_cityscapes_vps(args)
         elif layout not in COCO_FORMATS:
             _write_image_layout(layout, args)
     return 0
