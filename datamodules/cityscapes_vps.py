@@ -56,7 +56,6 @@ import torch
 from torch.utils.data import Dataset
 
 from datamodules.batch import Target
-from datamodules.coco_json_checks import read_coco_json
 from datamodules.coco_panoptic import CocoPanopticDataset
 from datamodules.errors import DatasetFormatError
 from datamodules.video_clips import FRAMES_PER_VIDEO_ID, clip_frame_indices, clip_seed, frame_image_id
@@ -119,20 +118,20 @@ def group_videos(image_ids: Sequence[Any], annotation_file: Path) -> list[VPSVid
     return videos
 
 
-def check_segment_categories(videos: Sequence[VPSVideo], data: dict[str, Any], annotation_file: Path) -> None:
+def check_segment_categories(
+    videos: Sequence[VPSVideo], frames: CocoPanopticDataset, annotation_file: Path
+) -> None:
     """Raise when a segment id has different category ids in two frames of one video."""
-    segments = {ann["image_id"]: ann["segments_info"] for ann in data.get("annotations", [])}
     for video in videos:
         first: dict[int, tuple[int, str]] = {}
         for image_id in video.image_ids:
-            for segment in segments.get(image_id, []):
-                category_id = segment["category_id"]
-                seen = first.setdefault(segment["id"], (category_id, image_id))
-                if category_id != seen[0]:
+            for segment in frames.listed_segments(image_id):
+                seen = first.setdefault(segment.id, (segment.category_id, image_id))
+                if segment.category_id != seen[0]:
                     raise DatasetFormatError(
                         f"{annotation_file}: video {video.name!r}, frame {image_id!r}: segment id "
-                        f"{segment['id']} has category id {category_id}, but category id {seen[0]} in frame "
-                        f"{seen[1]!r}: a segment id must keep its category over the video",
+                        f"{segment.id} has category id {segment.category_id}, but category id {seen[0]} in "
+                        f"frame {seen[1]!r}: a segment id must keep its category over the video",
                         "segment_category_changed",
                     )
 
@@ -157,9 +156,8 @@ class CityscapesVPSVideos(Dataset):
         self.frames = CocoPanopticDataset(
             image_dir, annotation_file, panoptic_dir, transforms, require_annotations
         )
-        data = read_coco_json(self.annotation_file, require_annotations)
         self.videos = group_videos(self.frames.image_ids, self.annotation_file)
-        check_segment_categories(self.videos, data, self.annotation_file)
+        check_segment_categories(self.videos, self.frames, self.annotation_file)
         self._item = {image_id: item for item, image_id in enumerate(self.frames.image_ids)}
 
     class_names = property(lambda self: self.frames.class_names)

@@ -284,6 +284,11 @@ class CocoPanopticDataset(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def listed_segments(self, image_id: int | str) -> tuple[Segment, ...]:
+        """The segments the JSON lists for ``image_id``, in its order (none without an annotation)."""
+        annotation = self._annotations.get(image_id)
+        return annotation.segments if annotation is not None else ()
+
     def seeded_item(self, item: int, seed: int) -> tuple[torch.Tensor, Target]:
         """Item ``item`` with its augmentation drawn from ``seed`` (the resumable loader's contract)."""
         if self.transforms is not None:
