@@ -17,13 +17,18 @@ BASE_CONFIGS = [
 ]
 
 
-def data_arguments(data_dir: Path) -> list[str]:
+def split_arguments(data_dir: Path, images: str, annotations: str) -> list[str]:
+    """The DataModule's train/val image folder and annotation file overrides: ``images`` and
+    ``annotations`` are paths under ``data_dir`` with ``{split}`` for ``train`` / ``val``."""
     return [
-        f"--data.init_args.train_images={data_dir / 'images' / 'train'}",
-        f"--data.init_args.train_annotations={data_dir / 'annotations' / 'instances_train.json'}",
-        f"--data.init_args.val_images={data_dir / 'images' / 'val'}",
-        f"--data.init_args.val_annotations={data_dir / 'annotations' / 'instances_val.json'}",
+        f"--data.init_args.{split}_{kind}={data_dir / template.format(split=split)}"
+        for split in ("train", "val")
+        for kind, template in (("images", images), ("annotations", annotations))
     ]
+
+
+def data_arguments(data_dir: Path) -> list[str]:
+    return split_arguments(data_dir, "images/{split}", "annotations/instances_{split}.json")
 
 
 def zoo_arguments(

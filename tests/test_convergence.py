@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from datamodules.synthetic.coco_writer import write_coco_instances, write_coco_keypoints
-from tests.cli_runs import REPO_ROOT, data_arguments, read_metrics
+from tests.cli_runs import REPO_ROOT, data_arguments, read_metrics, split_arguments
 from zoo.cli import run_cli
 from zoo.tools.landmark_comparison import markdown_table, run_experiment
 
@@ -75,10 +75,7 @@ def test_heatmaps_beat_coordinate_regression_on_held_out_synthetic_keypoints(tmp
         for kind in ("regression", "heatmap")
     ]
     overrides = [
-        f"--data.init_args.train_images={data_dir / 'images' / 'train'}",
-        f"--data.init_args.train_annotations={data_dir / 'annotations' / 'keypoints_train.json'}",
-        f"--data.init_args.val_images={data_dir / 'images' / 'val'}",
-        f"--data.init_args.val_annotations={data_dir / 'annotations' / 'keypoints_val.json'}",
+        *split_arguments(data_dir, "images/{split}", "annotations/keypoints_{split}.json"),
     ]
     started = time.perf_counter()
     rows = []

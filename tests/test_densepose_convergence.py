@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from datamodules.synthetic.coco_writer import write_coco_split
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from zoo.cli import run_cli
 
 TARGET_I_ACCURACY = 0.8
@@ -35,10 +35,7 @@ def test_densepose_rcnn_learns_the_synthetic_charts_in_time(tmp_path: Path) -> N
         [
             "fit",
             f"--config={REPO_ROOT / 'experiments' / 'densepose' / 'synthetic.yaml'}",
-            f"--data.init_args.train_images={data / 'images' / 'train'}",
-            f"--data.init_args.train_annotations={data / 'annotations' / 'densepose_train.json'}",
-            f"--data.init_args.val_images={data / 'images' / 'val'}",
-            f"--data.init_args.val_annotations={data / 'annotations' / 'densepose_val.json'}",
+            *split_arguments(data, "images/{split}", "annotations/densepose_{split}.json"),
             f"--runs_dir={tmp_path / 'runs'}",
             "--run_id=convergence",
             "--wandb=false",

@@ -18,7 +18,7 @@ from PIL import Image
 from datamodules.synthetic.coco_writer import write_coco_split
 from lightning_modules.densepose_overlay import U_LINE, V_LINE, densepose_overlay, paste_box_maps, uv_contours
 from models.densepose_results import ChartResult
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from zoo.cli import run_cli
 
 EXPERIMENTS = REPO_ROOT / "experiments" / "densepose"
@@ -31,10 +31,7 @@ def test_synthetic_experiment_fits_validates_and_predicts(tmp_path: Path) -> Non
         write_coco_split(data, split, count, image_size=96, seed=0, keypoints=False, densepose=True)
     common = [
         f"--config={EXPERIMENTS / 'synthetic.yaml'}",
-        f"--data.init_args.train_images={data / 'images' / 'train'}",
-        f"--data.init_args.train_annotations={data / 'annotations' / 'densepose_train.json'}",
-        f"--data.init_args.val_images={data / 'images' / 'val'}",
-        f"--data.init_args.val_annotations={data / 'annotations' / 'densepose_val.json'}",
+        *split_arguments(data, "images/{split}", "annotations/densepose_{split}.json"),
         f"--runs_dir={tmp_path / 'runs'}",
         "--run_id=tiny",
         "--wandb=false",

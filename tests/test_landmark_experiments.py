@@ -15,7 +15,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from datamodules.synthetic.coco_writer import write_coco_keypoints
-from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_command
+from tests.cli_runs import REPO_ROOT, read_metrics, run_zoo_command, split_arguments
 from tests.test_exact_resume import STEPS, assert_identical, final_state
 from zoo.cli import main as zoo_main
 from zoo.cli import run_cli
@@ -32,10 +32,7 @@ def star_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def data_overrides(data_dir: Path) -> list[str]:
     return [
-        f"--data.init_args.train_images={data_dir / 'images' / 'train'}",
-        f"--data.init_args.train_annotations={data_dir / 'annotations' / 'keypoints_train.json'}",
-        f"--data.init_args.val_images={data_dir / 'images' / 'val'}",
-        f"--data.init_args.val_annotations={data_dir / 'annotations' / 'keypoints_val.json'}",
+        *split_arguments(data_dir, "images/{split}", "annotations/keypoints_{split}.json"),
         "--data.init_args.batch_size=4",
         "--data.init_args.num_workers=0",
     ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from datamodules.synthetic.faces import write_face_split
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from zoo.cli import run_cli
 
 TARGET_AP = 0.8
@@ -28,10 +28,7 @@ def test_retinaface_reaches_its_ap_and_landmark_nme_in_time(tmp_path: Path) -> N
         [
             "fit",
             f"--config={REPO_ROOT / 'experiments' / 'retinaface' / 'synthetic.yaml'}",
-            f"--data.init_args.train_images={data / 'train' / 'images'}",
-            f"--data.init_args.train_annotations={data / 'train' / 'label.txt'}",
-            f"--data.init_args.val_images={data / 'val' / 'images'}",
-            f"--data.init_args.val_annotations={data / 'val' / 'label.txt'}",
+            *split_arguments(data, "{split}/images", "{split}/label.txt"),
             f"--runs_dir={tmp_path / 'runs'}",
             "--run_id=convergence",
             "--wandb=false",

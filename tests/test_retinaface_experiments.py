@@ -11,7 +11,7 @@ import torch
 
 from datamodules.synthetic.faces import write_face_split
 from lightning_modules.face_detection import matched_landmarks
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from zoo.cli import run_cli
 
 
@@ -39,10 +39,7 @@ def test_synthetic_experiment_fits_validates_and_predicts(tmp_path: Path) -> Non
     write_face_split(data, "val", 3, image_size=128, seed=0)
     common = [
         f"--config={REPO_ROOT / 'experiments' / 'retinaface' / 'synthetic.yaml'}",
-        f"--data.init_args.train_images={data / 'train' / 'images'}",
-        f"--data.init_args.train_annotations={data / 'train' / 'label.txt'}",
-        f"--data.init_args.val_images={data / 'val' / 'images'}",
-        f"--data.init_args.val_annotations={data / 'val' / 'label.txt'}",
+        *split_arguments(data, "{split}/images", "{split}/label.txt"),
         f"--runs_dir={tmp_path / 'runs'}",
         "--run_id=tiny",
         "--wandb=false",

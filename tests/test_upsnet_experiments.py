@@ -13,7 +13,7 @@ import yaml
 from datamodules.synthetic.coco_writer import write_coco_split
 from models.mask_rcnn import MaskRCNN
 from models.upsnet import UPSNet
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from tests.test_upsnet import official_count
 from zoo.cli import run_cli
 
@@ -72,13 +72,7 @@ def test_cityscapes_experiment_is_the_official_r50_configuration() -> None:
 
 
 def panoptic_data_arguments(data_dir: Path) -> list[str]:
-    annotations = data_dir / "annotations"
-    return [
-        f"--data.init_args.train_images={data_dir / 'images' / 'train'}",
-        f"--data.init_args.train_annotations={annotations / 'panoptic_train.json'}",
-        f"--data.init_args.val_images={data_dir / 'images' / 'val'}",
-        f"--data.init_args.val_annotations={annotations / 'panoptic_val.json'}",
-    ]
+    return split_arguments(data_dir, "images/{split}", "annotations/panoptic_{split}.json")
 
 
 @pytest.mark.timeout(300)

@@ -23,22 +23,13 @@ from pathlib import Path
 import pytest
 
 from datamodules.synthetic.youtube_vis_writer import write_youtube_vis_split
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from zoo.cli import run_cli
 
 EXPERIMENTS = REPO_ROOT / "experiments" / "yolact_edge"
 STAGES = ("synthetic_image", "synthetic_flow", "synthetic_finetune")
 MAX_KEYFRAME_GAP = 0.1
 MIN_WARP_GAIN_AP = 0.02
-
-
-def data_arguments(data: Path) -> list[str]:
-    return [
-        f"--data.init_args.train_images={data / 'train' / 'JPEGImages'}",
-        f"--data.init_args.train_annotations={data / 'annotations' / 'instances_train.json'}",
-        f"--data.init_args.val_images={data / 'val' / 'JPEGImages'}",
-        f"--data.init_args.val_annotations={data / 'annotations' / 'instances_val.json'}",
-    ]
 
 
 def final_record(run_dir: Path) -> dict:
@@ -66,7 +57,11 @@ def test_warped_non_keyframes_keep_up_with_keyframes_and_beat_no_warping(tmp_pat
     write_youtube_vis_split(data, "train", 100, num_frames=20, image_size=128, seed=0)
     write_youtube_vis_split(data, "val", 20, num_frames=20, image_size=128, seed=0)
     runs = tmp_path / "runs"
-    common = [*data_arguments(data), f"--runs_dir={runs}", "--wandb=false"]
+    common = [
+        *split_arguments(data, "{split}/JPEGImages", "annotations/instances_{split}.json"),
+        f"--runs_dir={runs}",
+        "--wandb=false",
+    ]
     started = time.perf_counter()
     checkpoint = None
     for stage in STAGES:

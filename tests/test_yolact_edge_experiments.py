@@ -12,7 +12,7 @@ import yaml
 
 from datamodules.synthetic.youtube_vis_writer import write_youtube_vis_split
 from models.yolact_edge import YolactEdge
-from tests.cli_runs import REPO_ROOT, read_metrics
+from tests.cli_runs import REPO_ROOT, read_metrics, split_arguments
 from zoo.cli import run_cli
 
 EXPERIMENTS = REPO_ROOT / "experiments" / "yolact_edge"
@@ -29,10 +29,7 @@ def test_synthetic_stages_chain_checkpoints_and_log_keyframe_metrics(tmp_path: P
         arguments = [
             "fit",
             f"--config={EXPERIMENTS / f'{stage}.yaml'}",
-            f"--data.init_args.train_images={data / 'train' / 'JPEGImages'}",
-            f"--data.init_args.train_annotations={data / 'annotations' / 'instances_train.json'}",
-            f"--data.init_args.val_images={data / 'val' / 'JPEGImages'}",
-            f"--data.init_args.val_annotations={data / 'annotations' / 'instances_val.json'}",
+            *split_arguments(data, "{split}/JPEGImages", "annotations/instances_{split}.json"),
             "--data.init_args.num_workers=0",
             "--data.init_args.batch_size=2",
             "--model.init_args.model.init_args.image_size=128",
