@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
@@ -28,6 +27,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from metrics.coco_results import encode_masks, keep_mapped_labels, keypoint_results
+from metrics.rank_zero_evaluation import evaluate_once
 
 # The default IoU types (instance segmentation); "keypoints" is asked for explicitly.
 IOU_TYPES = ("bbox", "segm")
@@ -51,8 +51,6 @@ COCO_NUM_KEYPOINTS = 17
 DETECTION_COLUMNS = 7
 # Who implements COCO and COCOeval: pycocotools, the reference, or faster-coco-eval's C++ port of it.
 BACKENDS = ("pycocotools", "faster_coco_eval")
-# The last element of the broadcast stats: whether rank 0's evaluation succeeded.
-_EVALUATED, _FAILED = 1.0, 0.0
 log = logging.getLogger(__name__)
 
 
@@ -170,7 +168,8 @@ class COCOEvaluation(Metric):
     def compute(self) -> dict[str, Tensor]:
         """COCOeval per IoU type on the gathered detections of the evaluated images, run by rank 0 only
         when the states were gathered across ranks (the stats are broadcast), else by this process."""
-        stats = self._broadcast_from_rank_zero() if self._synced_across_ranks() else self._evaluate_all()
+        size = sum(STATS_LENGTHS[iou_type] for iou_type in self.iou_types)
+        stats = evaluate_once(self, self._evaluate_all, size, "COCO evaluation")
         output = {}
         rows = stats.split([STATS_LENGTHS[iou_type] for iou_type in self.iou_types])
         for iou_type, row in zip(self.iou_types, rows, strict=True):
@@ -178,35 +177,6 @@ class COCOEvaluation(Metric):
             for name, value in zip(OUTPUT_NAMES[iou_type], row, strict=False):
                 output[f"{iou_type}/{name}"] = value
         return output
-
-    def _synced_across_ranks(self) -> bool:
-        """Whether torchmetrics gathered every rank's states into this process (the states then are the
-        same on all ranks of the process group)."""
-        return (
-            self._is_synced
-            and dist.is_available()
-            and dist.is_initialized()
-            and dist.get_world_size(self.process_group) > 1
-        )
-
-    def _broadcast_from_rank_zero(self) -> Tensor:
-        """Rank 0 of the process group evaluates; every rank returns its stats. A failure on rank 0 is
-        broadcast too, so that the other ranks raise instead of waiting in the broadcast forever."""
-        group = self.process_group
-        source = 0 if group is None else dist.get_global_rank(group, 0)
-        size = sum(STATS_LENGTHS[iou_type] for iou_type in self.iou_types) + 1
-        buffer = torch.full((size,), _FAILED, dtype=torch.float64, device=self.device)
-        if dist.get_rank() == source:
-            try:
-                buffer[:-1] = self._evaluate_all().flatten()
-            except Exception:
-                dist.broadcast(buffer, source, group=group)
-                raise
-            buffer[-1] = _EVALUATED
-        dist.broadcast(buffer, source, group=group)
-        if buffer[-1].item() != _EVALUATED:
-            raise RuntimeError(f"COCO evaluation failed on rank {source}: see its error")
-        return buffer[:-1]
 
     def _evaluate_all(self) -> Tensor:
         """The float64 COCOeval stats of the detections in the states, of each IoU type in turn

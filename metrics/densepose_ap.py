@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from pycocotools.coco import COCO
 from torch import Tensor
 from torchmetrics import Metric
 
-from metrics.coco_evaluation import KEYPOINT_STAT_NAMES, COCOEvaluation, _cat
+from metrics.coco_evaluation import KEYPOINT_STAT_NAMES, _cat
 from metrics.densepose_cocoeval import MAX_DETECTIONS, MODES, Detection, GroundTruth, evaluate_densepose
 from metrics.densepose_geodesic import PointDistance
+from metrics.rank_zero_evaluation import evaluate_once
 from models.densepose_results import box_int_sizes, quantize_chart_result
 
 STAT_NAMES = KEYPOINT_STAT_NAMES  # AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (maxDets 20)
@@ -180,34 +180,15 @@ class DensePoseAP(Metric):
         self.chart_bytes.append(torch.cat(charts).to(self.device))
 
     def compute(self) -> dict[str, Tensor]:
-        if COCOEvaluation._synced_across_ranks(self):  # type: ignore[arg-type]
-            stats = self._broadcast_from_rank_zero()
-        else:
-            stats = self._evaluate_all()
+        stats = evaluate_once(
+            self, self._evaluate_all, len(self.modes) * len(STAT_NAMES), "DensePose evaluation"
+        )
         rows = stats.split(len(STAT_NAMES))
         return {
             f"{m}/{n}": v
             for m, row in zip(self.modes, rows, strict=True)
             for n, v in zip(STAT_NAMES, row, strict=True)
         }
-
-    def _broadcast_from_rank_zero(self) -> Tensor:
-        """``COCOEvaluation._broadcast_from_rank_zero``'s protocol: rank 0 evaluates, the last element
-        says whether it succeeded, so that the other ranks raise instead of hanging on a failure."""
-        group = self.process_group
-        source = 0 if group is None else dist.get_global_rank(group, 0)
-        buffer = torch.zeros(len(self.modes) * len(STAT_NAMES) + 1, dtype=torch.float64, device=self.device)
-        if dist.get_rank() == source:
-            try:
-                buffer[:-1] = self._evaluate_all()
-            except Exception:
-                dist.broadcast(buffer, source, group=group)
-                raise
-            buffer[-1] = 1.0
-        dist.broadcast(buffer, source, group=group)
-        if buffer[-1].item() != 1.0:
-            raise RuntimeError(f"DensePose evaluation failed on rank {source}: see its error")
-        return buffer[:-1]
 
     def _evaluate_all(self) -> Tensor:
         units = _cat(self.images, (0, 3), torch.int64).cpu().numpy()
