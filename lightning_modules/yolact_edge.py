@@ -15,7 +15,6 @@ official evaluation's 5 passes of shifted keyframes). ``non_keyframes`` chooses 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from datamodules.batch import Target
 from datamodules.metadata import DatasetMetadata
@@ -31,37 +30,14 @@ from datamodules.video_clips import ClipBatch, split_frame_image_id
 from datamodules.youtube_vis_checks import read_youtube_vis_json
 from datamodules.youtube_vis_coco import youtube_vis_frames_as_coco
 from lightning_modules.detection import EVALUATED_SPLITS, InstanceSegmentationModule
+from lightning_modules.stage_checkpoint import load_stage_checkpoint
 from lightning_modules.wandb_overlays import clip_overlay
 from metrics.coco_evaluation import COCOEvaluation
 from models.yolact import relative_targets
 from models.yolact_edge import FrameFeatures, YolactEdge
 from models.yolact_edge_loss import feature_matching_loss, official_matching_convs
 
-log = logging.getLogger(__name__)
 FRAME_KINDS = ("keyframe", "non_keyframe", "all")
-
-
-def load_stage_checkpoint(
-    model: nn.Module, path: str | Path, strict: bool = True
-) -> tuple[list[str], list[str]]:
-    """Load the ``model.*`` weights of a Lightning checkpoint (a previous stage's run) into ``model``; returns
-    and logs the missing and unexpected parameter names. ``strict`` raises when there are any; shapes must
-    match either way."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
-    weights = {
-        k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")
-    }
-    result = model.load_state_dict(weights, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    log.info(
-        "%s: loaded %d tensors; missing %s; unexpected %s",
-        path, len(weights) - len(unexpected), missing or "none", unexpected or "none",
-    )  # fmt: skip
-    if strict and (missing or unexpected):
-        raise ValueError(f"{path}: missing {missing}, unexpected {unexpected} (checkpoint_strict=true)")
-    return missing, unexpected
 
 
 class YolactEdgeModule(InstanceSegmentationModule):

@@ -25,19 +25,24 @@ ROI_SIZE = 28
 class DeformableConvBlock(nn.Module):
     """A 3x3 convolution predicting the 18 sampling offsets (zero-initialised: it starts as a plain 3x3
     convolution), torchvision's ``DeformConv2d`` with bias (He-normal weights), ReLU -- the official
-    ``DeformConvWithOffset`` + ReLU."""
+    ``DeformConvWithOffset`` + ReLU of uber-research/UPSNet.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``group_norm=True`` is VPSNet's variant (mcahny/vps ``mmdet/models/panoptic/upsnetFPN.py``
+    ``UPSNetFPN``): the deformable convolution without bias, then ``GroupNorm(32)``, then ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, group_norm: bool = False) -> None:
         super().__init__()
         self.offset = nn.Conv2d(in_channels, 2 * 3 * 3, 3, padding=1)
-        self.conv = DeformConv2d(in_channels, out_channels, 3, padding=1)
+        self.conv = DeformConv2d(in_channels, out_channels, 3, padding=1, bias=not group_norm)
+        self.norm = nn.GroupNorm(32, out_channels) if group_norm else nn.Identity()
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
         nn.init.kaiming_normal_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.conv(x, self.offset(x)))
+        return F.relu(self.norm(self.conv(x, self.offset(x))))
 
 
 def subnet_channels(in_channels: int, out_channels: int, num_layers: int) -> list[tuple[int, int]]:
@@ -53,16 +58,26 @@ def subnet_channels(in_channels: int, out_channels: int, num_layers: int) -> lis
 class DeformableSemanticHead(nn.Module):
     """P2-P5 (``fpn_channels`` each) -> semantic logits at 1/4 of the input.
 
-    ``forward(levels)`` takes the four maps finest first and returns ``(logits, features)``: (B, K, H/4,
-    W/4) logits and the (B, 4 * ``channels``, H/4, W/4) concatenated features the RoI loss pools."""
+    ``group_norm``: VPSNet's blocks (``DeformableConvBlock``) -- its 3-layer Cityscapes head has 1,146,697
+    parameters with 19 classes. ``forward(levels)`` takes the four maps finest first and returns
+    ``(logits, features)``: (B, K, H/4, W/4) logits and the (B, 4 * ``channels``, H/4, W/4) concatenated
+    features the RoI loss pools."""
 
     def __init__(
-        self, num_semantic_classes: int, fpn_channels: int = 256, channels: int = 128, num_layers: int = 3
+        self,
+        num_semantic_classes: int,
+        fpn_channels: int = 256,
+        channels: int = 128,
+        num_layers: int = 3,
+        group_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_semantic_classes = num_semantic_classes
         self.subnet = nn.Sequential(
-            *(DeformableConvBlock(i, o) for i, o in subnet_channels(fpn_channels, channels, num_layers))
+            *(
+                DeformableConvBlock(i, o, group_norm)
+                for i, o in subnet_channels(fpn_channels, channels, num_layers)
+            )
         )
         self.score = nn.Conv2d(4 * channels, num_semantic_classes, 1)
         nn.init.normal_(self.score.weight, std=0.01)

@@ -19,6 +19,15 @@ def segments_from_maps(
     ``(ids, segment_classes)``: (H, W) int64 segment ids 1..M (0 = void) and the (M,) semantic class of
     segment m + 1. Pixels of no instance form one segment per class (stuff); an instance is a segment
     wherever its pixels are. Segments are numbered classes first, then instances in order."""
+    ids, segment_classes, _ = segments_with_instances(class_map, instance_map, instance_classes)
+    return ids, segment_classes
+
+
+def segments_with_instances(
+    class_map: Tensor, instance_map: Tensor, instance_classes: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``segments_from_maps`` plus, per segment, its instance's index into ``instance_classes`` (k - 1),
+    -1 for a stuff segment: what a tracker needs to give each instance segment its track's id."""
     # one key per segment: the class for pixels of no instance, _INSTANCE_KEYS + k for instance k
     keys = torch.where(instance_map > 0, _INSTANCE_KEYS + instance_map, class_map)
     void = (instance_map == 0) & (class_map == IGNORE_INDEX)
@@ -26,9 +35,11 @@ def segments_from_maps(
     has_void = bool(unique[0] == -1) if len(unique) else False
     ids = torch.where(void, 0, inverse + 1 - int(has_void))
     unique = unique[int(has_void) :]
+    is_instance = unique > _INSTANCE_KEYS
     instance_index = (unique - _INSTANCE_KEYS - 1).clamp(0, max(len(instance_classes) - 1, 0))
     instance_class = instance_classes.to(unique)[instance_index] if len(instance_classes) else unique
-    return ids, torch.where(unique > _INSTANCE_KEYS, instance_class, unique)
+    segment_classes = torch.where(is_instance, instance_class, unique)
+    return ids, segment_classes, torch.where(is_instance, instance_index, -1)
 
 
 _INSTANCE_KEYS = IGNORE_INDEX + 1  # above every semantic class

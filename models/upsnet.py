@@ -20,9 +20,12 @@ the panoptic output, and no panoptic loss is trained).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
 
 from datamodules.batch import IGNORE_INDEX
 from models.deformable_semantic_head import DeformableSemanticHead, semantic_loss, semantic_roi_loss
@@ -37,10 +40,31 @@ from models.panoptic_head import (
     unify,
     upsample_semantic,
 )
-from models.panoptic_segments import resize_maps, segments_from_maps
+from models.panoptic_segments import resize_maps, segments_from_maps, segments_with_instances
 from models.paste_masks import paste_masks_in_image
 
 SEMANTIC_STRIDE = 4  # the semantic head works on P2's grid
+
+
+class HeadOutputs(NamedTuple):
+    """What ``UPSNet.run_heads`` computes on one set of FPN features: the RPN's ``proposals``, the RoI
+    heads' ``detections`` (eval; in the network input's frame), the detector's ``losses`` (training), and
+    the semantic head's 1/4-resolution ``semantic_logits`` and ``semantic_features``."""
+
+    proposals: list[Tensor]
+    detections: list[dict[str, Tensor]]
+    losses: dict[str, Tensor]
+    semantic_logits: Tensor
+    semantic_features: Tensor
+
+
+def check_panoptic_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None) -> None:
+    """Mask R-CNN's target checks plus a (H, W) ``semantic`` map of each image's size."""
+    check_targets(images, targets)
+    assert targets is not None
+    for i, target in enumerate(targets):
+        if "semantic" not in target or target["semantic"].shape != images[i].shape[-2:]:
+            raise ValueError(f"target {i}: UPSNet trains on a (H, W) semantic map of the image's size")
 
 
 class UPSNet(nn.Module):
@@ -50,6 +74,7 @@ class UPSNet(nn.Module):
         detector: the instance branch and the backbone the semantic head shares.
         num_stuff_classes: S; semantic classes are S + the detector's ``num_classes``.
         semantic_layers, semantic_channels: the deformable stack (3 and 128 for COCO, 2 for Cityscapes).
+        semantic_group_norm: VPSNet's semantic head (GroupNorm after bias-free deformable convolutions).
         semantic_roi_loss: train the semantic RoI loss (COCO yes, Cityscapes no).
         panoptic_head: train and use the panoptic head; False gives the heuristic-merge baseline.
         box_keep_fraction: the share of ground-truth boxes the panoptic head trains on (< 1 enables
@@ -65,6 +90,7 @@ class UPSNet(nn.Module):
         *,
         semantic_layers: int = 3,
         semantic_channels: int = 128,
+        semantic_group_norm: bool = False,
         semantic_roi_loss: bool = True,
         panoptic_head: bool = True,
         box_keep_fraction: float = 0.7,
@@ -86,7 +112,7 @@ class UPSNet(nn.Module):
         self.num_stuff_classes = num_stuff_classes
         fpn_channels = self.detector.backbone.out_channels
         self.semantic_head = DeformableSemanticHead(
-            self.num_semantic_classes, fpn_channels, semantic_channels, semantic_layers
+            self.num_semantic_classes, fpn_channels, semantic_channels, semantic_layers, semantic_group_norm
         )
         self.with_semantic_roi_loss = semantic_roi_loss
         self.with_panoptic_head = panoptic_head
@@ -116,34 +142,48 @@ class UPSNet(nn.Module):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if self.training:
-            check_targets(images, targets)
-            for i, target in enumerate(targets):
-                if "semantic" not in target or target["semantic"].shape != images[i].shape[-2:]:
-                    raise ValueError(
-                        f"target {i}: UPSNet trains on a (H, W) semantic map of the image's size"
-                    )
+            check_panoptic_targets(images, targets)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, targets, features = self.detector.features(images, targets)
+        heads = self.run_heads(image_list, features, targets)
+        if not self.training:
+            return self.postprocess(
+                features, heads.semantic_logits, heads.detections, image_list.image_sizes, original_sizes
+            )
+        assert targets is not None
+        return self.losses(image_list, features, heads, targets)
+
+    def run_heads(
+        self, image_list: ImageList, features: dict[str, Tensor], targets: list[dict[str, Tensor]] | None
+    ) -> HeadOutputs:
+        """RPN, RoI heads and semantic head on FPN ``features`` (UPSNet's own, or VPSNet's fused ones)."""
         proposals, rpn_losses = self.detector.rpn(image_list, features, targets)
         detections, head_losses = self.detector.roi_heads(
             features, proposals, image_list.image_sizes, targets
         )
         levels = [features[name] for name in list(features)[:4]]  # P2-P5 (P6 is the RPN's only)
         semantic_logits, semantic_features = self.semantic_head(levels)
-        if not self.training:
-            return self.postprocess(
-                features, semantic_logits, detections, image_list.image_sizes, original_sizes
-            )
-        assert targets is not None
+        return HeadOutputs(
+            proposals, detections, {**head_losses, **rpn_losses}, semantic_logits, semantic_features
+        )
+
+    def losses(
+        self,
+        image_list: ImageList,
+        features: dict[str, Tensor],
+        heads: HeadOutputs,
+        targets: list[dict[str, Tensor]],
+    ) -> dict[str, Tensor]:
+        """Mask R-CNN's losses and the semantic, semantic RoI and panoptic losses (Sec. 3.2, 3.4)."""
         semantic = padded_semantic(targets, image_list.image_sizes, image_list.tensors.shape[-2:])
-        losses = {**head_losses, **rpn_losses, "loss_semantic": semantic_loss(semantic_logits, semantic)}
+        losses = {**heads.losses, "loss_semantic": semantic_loss(heads.semantic_logits, semantic)}
         if self.with_semantic_roi_loss:
             boxes = [t["boxes"] for t in targets]
             losses["loss_semantic_roi"] = semantic_roi_loss(
-                self.semantic_head.score, semantic_features, boxes, semantic, SEMANTIC_STRIDE
+                self.semantic_head.score, heads.semantic_features, boxes, semantic, SEMANTIC_STRIDE
             )
         if self.with_panoptic_head:
-            losses["loss_panoptic"] = self.panoptic_loss(features, semantic_logits, semantic, targets)
+            losses["loss_panoptic"] = self.panoptic_loss(features, heads.semantic_logits, semantic, targets)
         return losses
 
     # -- training -------------------------------------------------------------------------------------
@@ -198,9 +238,15 @@ class UPSNet(nn.Module):
         detections: list[dict[str, Tensor]],
         image_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
+        chosen: list[Tensor] | None = None,
     ) -> list[dict[str, Tensor]]:
+        """Per image the detections in the original frame, ``panoptic`` / ``segment_classes`` and (with
+        the panoptic head) ``segment_detections`` (M,): the index into the detections of each segment's
+        instance, -1 for stuff. ``chosen``: the detections the panoptic head takes (default
+        ``panoptic_inference.select``; VPSNet passes those it tracked)."""
         semantic_full = upsample_semantic(semantic_logits, SEMANTIC_STRIDE)
-        chosen = [self.panoptic_inference.select(d["boxes"], d["scores"]) for d in detections]
+        if chosen is None:
+            chosen = self.select_detections(detections)
         chosen_boxes = [d["boxes"][c] for d, c in zip(detections, chosen, strict=True)]
         chosen_labels = torch.cat([d["labels"][c] for d, c in zip(detections, chosen, strict=True)])
         mask_logits = self.detector.roi_heads.mask_logits(features, chosen_boxes)
@@ -225,11 +271,16 @@ class UPSNet(nn.Module):
                     mask_logits[i].float(),
                     original,
                 )
-                detection["panoptic"], detection["segment_classes"] = panoptic
+                detection["panoptic"], detection["segment_classes"], instances = panoptic
+                detection["segment_detections"] = _take(chosen_i, instances)
                 detection["heuristic_panoptic"], detection["heuristic_segment_classes"] = heuristic
             else:
                 detection["panoptic"], detection["segment_classes"] = heuristic
         return to_original_frame(detections, image_sizes, original_sizes)
+
+    def select_detections(self, detections: list[dict[str, Tensor]]) -> list[Tensor]:
+        """Per image the indices of the detections the panoptic head takes (Sec. 3.5)."""
+        return [self.panoptic_inference.select(d["boxes"], d["scores"]) for d in detections]
 
     def panoptic_segments(
         self,
@@ -240,8 +291,9 @@ class UPSNet(nn.Module):
         scores: Tensor,
         mask_logits: Tensor,
         original: tuple[int, int],
-    ) -> tuple[Tensor, Tensor]:
-        """Sec. 3.5: the panoptic head's segmentation of one image (semantic logits at the input scale)."""
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Sec. 3.5: the panoptic head's segmentation of one image (semantic logits at the input scale):
+        segment ids, segment classes and each segment's index into ``boxes`` (-1 for stuff)."""
         size = tuple(semantic.shape[-2:])
         pasted = paste_logits_in_boxes(mask_logits, boxes, size)
         keep = remove_overlapping_masks(pasted, labels, scores, self.panoptic_inference.overlap_thresh)
@@ -257,7 +309,8 @@ class UPSNet(nn.Module):
             self.panoptic_inference.stuff_area_limit,
         )
         maps = resize_maps(torch.stack([class_map, instance_map]), original)
-        return segments_from_maps(maps[0], maps[1], classes)
+        ids, segment_classes, instances = segments_with_instances(maps[0], maps[1], classes)
+        return ids, segment_classes, _take(keep, instances)
 
     def heuristic_segments(
         self,
@@ -286,6 +339,13 @@ def padded_semantic(
         semantic = resize_maps(target["semantic"], tuple(size))
         resized.append(_pad(semantic, padded_size, IGNORE_INDEX))
     return torch.stack(resized)
+
+
+def _take(values: Tensor, index: Tensor) -> Tensor:
+    """``values[index]`` where ``index >= 0``, -1 elsewhere (``values`` may be empty then)."""
+    if len(values) == 0:
+        return torch.full_like(index, -1)
+    return torch.where(index >= 0, values[index.clamp_min(0)], -1)
 
 
 def _pad(maps: Tensor, size: tuple[int, int], value: int) -> Tensor:

@@ -27,7 +27,7 @@ from models.panoptic_head import (
     remove_overlapping_masks,
     unify,
 )
-from models.panoptic_segments import segments_from_maps
+from models.panoptic_segments import segments_from_maps, segments_with_instances
 from models.upsnet import UPSNet, padded_semantic
 from tests.presets import small_upsnet
 
@@ -78,6 +78,16 @@ def test_deformable_block_starts_as_a_plain_convolution() -> None:
     torch.testing.assert_close(block(x), plain, rtol=1e-5, atol=1e-5)
     nn.init.constant_(block.offset.bias, 0.5)
     assert not torch.allclose(block(x), plain, atol=1e-3)
+
+
+def test_vpsnet_semantic_head_is_group_normed_and_bias_free_with_the_official_count() -> None:
+    """VPSNet's UPSNetFPN (mcahny/vps): 3 bias-free deformable layers, each followed by GroupNorm(32);
+    with 19 Cityscapes classes 1,146,697 parameters (the official module's count)."""
+    head = DeformableSemanticHead(19, 256, 128, 3, group_norm=True)
+    assert sum(p.numel() for p in head.parameters()) == 1_146_697
+    block = head.subnet[0]
+    assert block.conv.bias is None and isinstance(block.norm, nn.GroupNorm) and block.norm.num_groups == 32
+    assert isinstance(DeformableSemanticHead(19).subnet[0].norm, nn.Identity)
 
 
 def test_semantic_head_outputs_quarter_resolution_logits_and_features() -> None:
@@ -179,6 +189,9 @@ def test_segments_from_maps_numbers_stuff_then_instances() -> None:
     instance_map = torch.tensor([[0, 0, 0, 1], [0, 2, 2, 0]])
     ids, classes = segments_from_maps(class_map, instance_map, torch.tensor([7, 8]))
     assert ids.tolist() == [[1, 1, 0, 4], [2, 5, 5, 3]] and classes.tolist() == [0, 3, 5, 7, 8]
+    same_ids, same_classes, instances = segments_with_instances(class_map, instance_map, torch.tensor([7, 8]))
+    assert torch.equal(same_ids, ids) and torch.equal(same_classes, classes)
+    assert instances.tolist() == [-1, -1, -1, 0, 1]
 
 
 def _batch(sizes=((128, 128), (96, 128))):
@@ -249,6 +262,12 @@ def test_eval_returns_panoptic_segments_at_the_original_size() -> None:
             assert set(ids.unique().tolist()) - {0} == set(range(1, len(classes) + 1))
             assert bool(((classes >= 0) & (classes < model.num_semantic_classes)).all())
         assert output["masks"].shape[-2:] == image.shape[-2:]
+        # each instance segment names its detection, of the segment's class
+        detections, classes = output["segment_detections"], output["segment_classes"]
+        things = detections >= 0
+        assert bool((classes[~things] < model.num_stuff_classes).all())
+        labels = output["labels"][detections[things]]
+        assert torch.equal(classes[things], model.num_stuff_classes + labels - 1)
     baseline = small_upsnet(panoptic_head=False).eval()
     with torch.no_grad():
         output = baseline(images[:1])[0]

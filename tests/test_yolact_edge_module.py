@@ -18,12 +18,12 @@ from datamodules.video_clips import collate_clips, split_frame_image_id
 from datamodules.youtube_vis import YouTubeVISDataset
 from datamodules.youtube_vis_coco import youtube_vis_frames_as_coco
 from lightning_modules.lr_schedules import WarmupCosineLR
+from lightning_modules.stage_checkpoint import load_stage_checkpoint
 from lightning_modules.wandb_overlays import clip_overlay
 from lightning_modules.yolact_edge import (
     YolactEdgeFineTuneModule,
     YolactEdgeFlowModule,
     YolactEdgeImageModule,
-    load_stage_checkpoint,
 )
 from metrics.coco_evaluation import COCOEvaluation
 from models.yolact_edge import YolactEdge
