@@ -4,11 +4,14 @@ W&B UI). Labels are named through the dataset's ``label_names``; in the painted 
 "no object", which no label is (``datamodules.batch``). Panoptic overlays paint the predicted and the
 ground-truth semantic class per pixel as mask layers (void/unknown ``IGNORE_INDEX``) and outline every
 segment on the image -- ground truth green, prediction red -- so that instances of one class stay apart.
+Video panoptic clips (``video_panoptic_overlay``) show the frames side by side, prediction above ground
+truth, each tracked id in one colour over the clip.
 Keypoint overlays draw the ground truth and the
 prediction with the dataset's skeleton on the crop, beside the predicted heatmaps."""
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Sequence
 
 import cv2
@@ -19,6 +22,7 @@ import wandb
 from torch import Tensor
 
 from datamodules.batch import IGNORE_INDEX
+from models.mask_iou_tracking import THING_ID_OFFSET
 
 NO_OBJECT = 0  # the painted mask layers' value where no instance is
 
@@ -170,6 +174,123 @@ def panoptic_overlay(
         "ground_truth": {"mask_data": truth, "class_labels": class_labels},
     }
     return wandb.Image(pixels, masks=masks, caption="outlines: ground truth green, prediction red")
+
+
+# quasi-random steps (Roberts' R2 sequence, the plastic number's powers): consecutive ids land far apart
+_HUE_STEP, _VALUE_STEP = 0.7548776662466927, 0.5698402909980532
+
+
+def track_colour(segment_id: int) -> tuple[int, int, int]:
+    """The RGB colour of a tracked segment id, the same in every frame and every run: hue and value stepped
+    by the id through the R2 low-discrepancy sequence (M. Roberts, "The Unreasonable Effectiveness of
+    Quasirandom Sequences", 2018), so that nearby ids -- tracks opened one after another -- differ most."""
+    hue = (segment_id * _HUE_STEP) % 1.0
+    value = 0.65 + 0.35 * ((segment_id * _VALUE_STEP) % 1.0)
+    return _rgb(colorsys.hsv_to_rgb(hue, 0.9, value))
+
+
+def stuff_colour(semantic_class: int) -> tuple[int, int, int]:
+    """The (muted) RGB colour of a stuff class, the same for its segments in prediction and ground truth."""
+    hue = (semantic_class * _HUE_STEP) % 1.0
+    return _rgb(colorsys.hsv_to_rgb(hue, 0.35, 0.8))
+
+
+def _rgb(colour: tuple[float, float, float]) -> tuple[int, int, int]:
+    red, green, blue = colour
+    return round(255 * red), round(255 * green), round(255 * blue)
+
+
+TRACK_ALPHA, STUFF_ALPHA = 0.55, 0.3
+
+
+def _paint_tracks(pixels: np.ndarray, ids: Tensor, stuff_classes: dict[int, int]) -> np.ndarray:
+    """``pixels`` (H, W, 3) uint8 with every segment of ``ids`` (H, W) blended in and outlined (``_outline``)
+    in its colour: stuff (``stuff_classes``: segment id -> stuff class) in its class's muted colour and
+    fainter, every other id in ``track_colour``; void (0) left as it is."""
+    ids_np = ids.detach().cpu().long().numpy()
+    present, index = np.unique(ids_np, return_inverse=True)
+    colours = np.zeros((len(present), 3), dtype=np.float64)
+    alphas = np.zeros(len(present), dtype=np.float64)
+    for k, segment_id in enumerate(present.tolist()):
+        if segment_id == 0:
+            continue
+        if segment_id in stuff_classes:
+            colours[k], alphas[k] = stuff_colour(stuff_classes[segment_id]), STUFF_ALPHA
+        else:
+            colours[k], alphas[k] = track_colour(segment_id), TRACK_ALPHA
+    index = index.reshape(ids_np.shape)
+    alpha = alphas[index][..., None]
+    painted = pixels.astype(np.float64) * (1 - alpha) + colours[index] * alpha
+    edge = _outline(ids) & (ids_np != 0)
+    painted[edge] = colours[index][edge]
+    return painted.round().astype(np.uint8)
+
+
+def video_panoptic_overlay(
+    frames: Sequence[Tensor],
+    predictions: Sequence[dict[str, Tensor]],
+    targets: Sequence[dict[str, Tensor]],
+    semantic_names: Sequence[str],
+    semantic_category_ids: Sequence[int],
+    num_stuff_classes: int | None = None,
+    max_frame_height: int = 256,
+) -> wandb.Image:
+    """A video clip as one W&B image: its frames left to right, the prediction on the top row and the
+    ground truth below, every segment blended in and outlined in its colour. A tracked id keeps one colour
+    over the clip (``track_colour``: derived from the id alone), so an id switch shows as a change of
+    colour; the prediction's and the ground truth's ids differ, and so do the colours of one object in
+    the two rows. Stuff is fainter, in its semantic class's muted colour (``stuff_colour``).
+
+    ``frames`` (3, H, W) in [0, 1]; ``predictions`` per frame the video model's output (``panoptic``
+    (H, W) persistent ids, ``segment_ids``, ``segment_classes``: semantic classes); ``targets`` per frame
+    the batch's (``panoptic`` and ``segments`` [id, category_id, iscrowd], a category turned into its
+    semantic class through ``semantic_category_ids``). Stuff: the semantic classes < ``num_stuff_classes``;
+    without it, the predicted segments with ids below ``models.mask_iou_tracking.THING_ID_OFFSET`` (the
+    video model's contract) and the ground-truth segments of their classes. Frames higher than
+    ``max_frame_height`` are shrunk to it (ids nearest-neighbour, outlines drawn after). The caption names
+    the rows and the classes (``semantic_names``) of the stuff shown."""
+    if len(frames) == 0 or not len(frames) == len(predictions) == len(targets):
+        raise ValueError(
+            f"need one prediction and one target per frame, got {len(frames)} frames, {len(predictions)} "
+            f"predictions, {len(targets)} targets"
+        )
+    semantic_of = {category: index for index, category in enumerate(semantic_category_ids)}
+    predicted_classes = [
+        dict(zip(p["segment_ids"].tolist(), p["segment_classes"].tolist(), strict=True)) for p in predictions
+    ]
+    target_classes = []
+    for target in targets:
+        segments = target["segments"].detach().cpu().long().reshape(-1, 3)
+        target_classes.append({int(i): semantic_of[int(c)] for i, c in segments[:, :2].tolist()})
+    if num_stuff_classes is None:
+        stuff = {c for classes in predicted_classes for i, c in classes.items() if i < THING_ID_OFFSET}
+    else:
+        stuff = set(range(num_stuff_classes))
+    top, bottom = [], []
+    for image, predicted, truth, row_classes in zip(
+        frames, predictions, targets, zip(predicted_classes, target_classes, strict=True), strict=True
+    ):
+        image = image.detach().float().clamp(0, 1).cpu()
+        maps = [predicted["panoptic"].detach().cpu().long(), truth["panoptic"].detach().cpu().long()]
+        height, width = image.shape[-2:]
+        if height > max_frame_height:
+            size = (max_frame_height, max(1, round(width * max_frame_height / height)))
+            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+            maps = [
+                F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0].long() for m in maps
+            ]
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        for row, ids, classes in zip((top, bottom), maps, row_classes, strict=True):
+            stuff_ids = {i: c for i, c in classes.items() if c in stuff}
+            row.append(_paint_tracks(pixels, ids, stuff_ids))
+    grid = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
+    shown = sorted({c for classes in [*predicted_classes, *target_classes] for c in classes.values()} & stuff)
+    names = ", ".join(semantic_names[c] for c in shown if c < len(semantic_names))
+    caption = (
+        f"{len(frames)} frames left to right; top: prediction, bottom: ground truth; one colour per "
+        f"tracked id; stuff faint ({names or 'none'})"
+    )
+    return wandb.Image(grid, caption=caption)
 
 
 def _draw_keypoints(

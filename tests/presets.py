@@ -50,3 +50,17 @@ def small_upsnet(**overrides: Any):
     detector = settings.pop("detector")
     assert detector["class_path"] == "models.mask_rcnn.MaskRCNN"
     return UPSNet(MaskRCNN(**detector["init_args"]), **{**settings, **overrides})
+
+
+VPSNET_SYNTHETIC = REPO_ROOT / "experiments" / "vpsnet" / "synthetic_model.yaml"
+
+
+def small_vpsnet(**overrides: Any):
+    """``experiments/vpsnet/synthetic_model.yaml``'s VPSNet (its UPSNet from ``synthetic_upsnet_model.yaml``),
+    with ``overrides`` of VPSNet's own plain settings (``fusion``, ``tracking``)."""
+    from zoo.model_config import build_model
+
+    model = build_model(VPSNET_SYNTHETIC)
+    for name, value in overrides.items():
+        setattr(model, name, value)
+    return model

@@ -1,0 +1,127 @@
+"""Identity switches of video panoptic predictions (the IDSW of CLEAR MOT: Bernardin & Stiefelhagen,
+"Evaluating Multiple Object Tracking Performance: The CLEAR MOT Metrics", EURASIP JIVP 2008, Sec. 2.1.3) as a
+torchmetrics Metric over DDP ranks -- how often the predicted id of a ground-truth object changes, which VPQ
+only shows indirectly (a switch breaks the tubes of the windows across it):
+
+- a track is a non-crowd ground-truth thing segment id of one video (Cityscapes-VPS ground-truth ids persist
+  over the frames of a video); stuff and crowd segments take no part;
+- in each frame a track is matched to the predicted segment of the same category whose IoU with it exceeds
+  0.5, the union leaving out the predicted pixels that are void in the ground truth -- the matching of
+  panopticapi's ``pq_compute`` (Kirillov et al., CVPR 2019, Sec. 4.1) that ``PanopticQuality`` and
+  ``VideoPanopticQuality`` use per image; IoU > 0.5 makes the match unique. ``match_segments`` computes it
+  per frame: ``PanopticQuality`` does the same matching in bulk but keeps only per-category counts, not
+  the matched pairs this metric follows over the frames;
+- an id switch is counted when a track is matched to a predicted id other than the one it was last matched
+  to; a frame where it is unmatched (a miss) or absent changes nothing, so a track lost and recovered
+  under its old id counts no switch, recovered under a new id one (CLEAR MOT's "last correspondence");
+- ``matches`` counts matched (track, frame) pairs, ``tracks`` the tracks with pixels in some frame (a
+  segment id crowd in one frame and not in another is a track in the frames where it is not crowd).
+
+``compute()`` returns int64 tensors ``id_switches``, ``matches``, ``tracks``. States are sums
+(``dist_reduce_fx="sum"``): ranks combine exactly, and a video given twice (DDP sampler padding) counts
+twice. Inputs are checked as ``VideoPanopticQuality`` checks them (every pixel id listed in its frame's
+segments, frames of one (H, W), categories known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from metrics.panoptic_quality import VOID, PanopticSegmentation, _pixel_runs
+from metrics.video_panoptic_quality import _check_frame
+
+
+def match_segments(prediction: PanopticSegmentation, target: PanopticSegmentation) -> dict[int, int]:
+    """Ground-truth segment id -> the predicted segment id it matches in one image, by ``pq_compute``'s rule
+    (same category, IoU > 0.5 with the ground-truth void left out of the union, crowd never matched); a
+    pixel id unlisted in its segments takes no part (``IdSwitches.update`` refuses them)."""
+    gt_ids, pred_ids = target.ids.long(), prediction.ids.long().to(target.ids.device)
+    if gt_ids.shape != pred_ids.shape:
+        raise ValueError(f"prediction {tuple(pred_ids.shape)} and ground truth {tuple(gt_ids.shape)} differ")
+    if not gt_ids.numel():
+        return {}
+    pred_base = max(int(pred_ids.max()), *prediction.segments, 0) + 1
+    keys, lengths = _pixel_runs(gt_ids, pred_ids, pred_base)
+    pairs, inverse = torch.unique(keys, return_inverse=True)
+    pixels = torch.zeros(len(pairs), dtype=torch.int64, device=keys.device).index_add_(0, inverse, lengths)
+    overlaps = {
+        divmod(pair, pred_base): count for pair, count in zip(pairs.tolist(), pixels.tolist(), strict=True)
+    }
+    gt_area: dict[int, int] = {}
+    pred_area: dict[int, int] = {}
+    for (gt, pred), count in overlaps.items():
+        gt_area[gt] = gt_area.get(gt, 0) + count
+        pred_area[pred] = pred_area.get(pred, 0) + count
+    matched = {}
+    for (gt, pred), intersection in overlaps.items():
+        gt_info, pred_info = target.segments.get(gt), prediction.segments.get(pred)
+        if gt == VOID or pred == VOID or gt_info is None or pred_info is None or gt_info.iscrowd:
+            continue
+        if gt_info.category_id != pred_info.category_id:
+            continue
+        union = pred_area[pred] + gt_area[gt] - intersection - overlaps.get((VOID, pred), 0)
+        if intersection / union > 0.5:
+            matched[gt] = pred
+    return matched
+
+
+class IdSwitches(Metric):
+    """Identity switches, matches and tracks of ground-truth thing objects (see the module docstring).
+
+    ``categories``: category id -> isthing, as ``PanopticQuality`` takes them."""
+
+    higher_is_better = False
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, categories: Mapping[int, bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not categories:
+            raise ValueError("IdSwitches needs at least one category")
+        self.isthing = {int(c): bool(t) for c, t in categories.items()}
+        for name in ("id_switches", "matches", "tracks"):
+            self.add_state(name, torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(
+        self, predictions: Sequence[PanopticSegmentation], targets: Sequence[PanopticSegmentation]
+    ) -> None:
+        """One whole video: its predicted and ground-truth frames in order, all of one (H, W), with segment
+        ids that persist across frames."""
+        if len(predictions) != len(targets):
+            raise ValueError(f"{len(predictions)} predicted frames for {len(targets)} ground-truth frames")
+        for which, frames in (("predicted", predictions), ("ground truth", targets)):
+            for index, frame in enumerate(frames):
+                _check_frame(frame, which, index)
+                unknown = {i.category_id for i in frame.segments.values()} - self.isthing.keys()
+                if unknown:
+                    raise ValueError(f"{which} frame {index} has category ids not in categories: {unknown}")
+        shapes = {tuple(frame.ids.shape) for frame in [*predictions, *targets]}
+        if len(shapes) > 1:
+            raise ValueError(f"the frames of a video must share one (H, W), got {sorted(shapes)}")
+        last_match: dict[int, int] = {}  # track -> the predicted id it was last matched to
+        tracks: set[int] = set()
+        switches = matches = 0
+        for prediction, target in zip(predictions, targets, strict=True):
+            present = set(torch.unique(target.ids).tolist())
+            tracks |= {
+                i
+                for i, info in target.segments.items()
+                if i in present and self.isthing[info.category_id] and not info.iscrowd
+            }
+            for gt, pred in match_segments(prediction, target).items():
+                if not self.isthing[target.segments[gt].category_id]:
+                    continue
+                matches += 1
+                switches += int(gt in last_match and last_match[gt] != pred)
+                last_match[gt] = pred
+        self.id_switches += switches
+        self.matches += matches
+        self.tracks += len(tracks)
+
+    def compute(self) -> dict[str, Tensor]:
+        return {"id_switches": self.id_switches, "matches": self.matches, "tracks": self.tracks}
