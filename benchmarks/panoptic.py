@@ -34,7 +34,7 @@ from metrics.panoptic_quality import PanopticQuality, PanopticSegmentation
 from models.mask_rcnn import MaskRCNN
 from models.upsnet import UPSNet
 
-SYNTHETIC_EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "upsnet" / "synthetic.yaml"
+SYNTHETIC_MODEL = Path(__file__).resolve().parents[1] / "experiments" / "upsnet" / "synthetic_model.yaml"
 
 
 def write_predictions(data: Path, gt: dict) -> Path:
@@ -129,9 +129,7 @@ def models(full_size: bool) -> tuple[MaskRCNN, UPSNet, int]:
     if full_size:
         detector = MaskRCNN(num_classes=80, fpn_global_context=True)
         return detector, UPSNet(detector), 800
-    settings = dict(
-        yaml.safe_load(SYNTHETIC_EXPERIMENT.read_text())["model"]["init_args"]["model"]["init_args"]
-    )
+    settings = dict(yaml.safe_load(SYNTHETIC_MODEL.read_text())["init_args"])
     detector = MaskRCNN(**settings.pop("detector")["init_args"])
     return detector, UPSNet(detector, **settings), 128
 

@@ -36,15 +36,15 @@ def small_yolact(**overrides: Any):
     return Yolact(**{**block["init_args"], **overrides})
 
 
-UPSNET_SYNTHETIC = REPO_ROOT / "experiments" / "upsnet" / "synthetic.yaml"
+UPSNET_SYNTHETIC = REPO_ROOT / "experiments" / "upsnet" / "synthetic_model.yaml"
 
 
 def small_upsnet(**overrides: Any):
-    """``experiments/upsnet/synthetic.yaml``'s UPSNet (its detector built from its nested block), with
+    """``experiments/upsnet/synthetic_model.yaml``'s UPSNet (its detector built from its nested block), with
     ``overrides`` of its settings."""
     from models.upsnet import UPSNet
 
-    block = experiment_model_block(UPSNET_SYNTHETIC)
+    block = yaml.safe_load(UPSNET_SYNTHETIC.read_text())
     assert block["class_path"] == "models.upsnet.UPSNet"
     settings = dict(block["init_args"])
     detector = settings.pop("detector")
@@ -56,7 +56,7 @@ VPSNET_SYNTHETIC = REPO_ROOT / "experiments" / "vpsnet" / "synthetic_model.yaml"
 
 
 def small_vpsnet(**overrides: Any):
-    """``experiments/vpsnet/synthetic_model.yaml``'s VPSNet (its UPSNet from ``synthetic_upsnet_model.yaml``),
+    """``experiments/vpsnet/synthetic_model.yaml``'s VPSNet (its UPSNet ``small_upsnet``'s),
     with ``overrides`` of VPSNet's own plain settings (``fusion``, ``tracking``)."""
     from zoo.model_config import build_model
 
