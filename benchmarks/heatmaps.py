@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from timing import timed
 
 from models.heatmap_loops import decode_loop, encode_loop
 from models.heatmaps import GaussianHeatmapCodec
-
-
-def timed(function: Callable[[], object], device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    function()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
 
 
 def median_times(vectorised: Callable[[], object], loop: Callable[[], object], repeats: int, device: str):

@@ -19,26 +19,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import timed
 
 from models.vpsnet import VPSNet
 from zoo.model_config import build_model
 
 SYNTHETIC_MODEL = Path(__file__).resolve().parents[1] / "experiments" / "vpsnet" / "synthetic_model.yaml"
-
-
-def timed(function: Callable[[], object], device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    function()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
 
 
 def build(full_size: bool, height: int) -> VPSNet:

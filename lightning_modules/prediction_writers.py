@@ -134,17 +134,11 @@ class CocoPanopticWriter(BasePredictionWriter):
             self._annotations.append(dict(item))
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        annotations = _gather_on_global_zero(trainer, self._annotations)
-        self._annotations = []
-        if annotations is None:
-            return
-        annotations = sorted({a["image_id"]: a for a in annotations}.values(), key=lambda a: a["image_id"])
         path = self.run_dir / "panoptic.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"annotations": annotations, "categories": self.categories}))
-        rank_zero_info(
-            f"Wrote {len(annotations)} panoptic predictions to {path} and {path.parent / 'panoptic'}"
-        )
+        count = _write_annotations_json(trainer, self._annotations, path, {"categories": self.categories})
+        self._annotations = []
+        if count is not None:
+            rank_zero_info(f"Wrote {count} panoptic predictions to {path} and {path.parent / 'panoptic'}")
 
 
 def video_segments_info(
@@ -239,20 +233,27 @@ class CityscapesVPSWriter(BasePredictionWriter):
             self._annotations.append(dict(frame))
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        annotations = _gather_on_global_zero(trainer, self._annotations)
-        self._annotations = []
-        if annotations is None:
-            return
-        annotations = sorted({a["image_id"]: a for a in annotations}.values(), key=lambda a: a["image_id"])
         path = self.run_dir / self.JSON_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result: dict[str, Any] = {"annotations": annotations}
-        if self.categories is not None:
-            result["categories"] = self.categories
-        path.write_text(json.dumps(result))
-        rank_zero_info(
-            f"Wrote {len(annotations)} video panoptic frames to {path} and {path.parent / self.PNG_FOLDER}"
-        )
+        extra = {} if self.categories is None else {"categories": self.categories}
+        count = _write_annotations_json(trainer, self._annotations, path, extra)
+        self._annotations = []
+        if count is None:
+            return
+        rank_zero_info(f"Wrote {count} video panoptic frames to {path} and {path.parent / self.PNG_FOLDER}")
+
+
+def _write_annotations_json(
+    trainer: Trainer, annotations: list[dict[str, Any]], path: Path, extra: Mapping[str, Any]
+) -> int | None:
+    """Rank 0 writes every rank's ``annotations`` -- each image once, sorted by ``image_id`` -- with
+    ``extra`` keys into the JSON at ``path``; returns how many (None on the other ranks)."""
+    gathered = _gather_on_global_zero(trainer, annotations)
+    if gathered is None:
+        return None
+    unique = sorted({a["image_id"]: a for a in gathered}.values(), key=lambda a: a["image_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"annotations": unique, **extra}))
+    return len(unique)
 
 
 def _vps_image_id(trainer: Trainer, image_id: Any) -> str:

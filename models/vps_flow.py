@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchvision.models.optical_flow import raft_small
 
 from models.state_dict_fit import load_fitting_state_dict, state_dict_problems
+from models.vps_fuse import warp_by_flow
 
 FLOWNET2_SOURCE = (
     "the official FlowNet2_checkpoint.pth.tar (NVIDIA flownet2-pytorch; mcahny/vps download_weights.sh)"
@@ -122,14 +123,8 @@ def _strided_correlation(x1: Tensor, x2: Tensor, max_displacement: int = 20, str
 
 def _resample2d(images: Tensor, flow: Tensor) -> Tensor:
     """Official ``Resample2d`` (kernel 1, bilinear): ``images`` read at p + flow(p), border pixels repeated
-    outside (its clamped indices), i.e. ``grid_sample`` with ``padding_mode='border'``."""
-    _, _, height, width = flow.shape
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype)
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype)
-    grid_x = (xs[None, None, :] + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
-    grid_y = (ys[None, :, None] + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
-    grid = torch.stack([grid_x, grid_y], dim=-1)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    outside (its clamped indices)."""
+    return warp_by_flow(images, flow, padding_mode="border")
 
 
 def _bilinear4(flow: Tensor) -> Tensor:

@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def warp_by_flow(features: Tensor, flow: Tensor) -> Tensor:
+def warp_by_flow(features: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
     """Backward warp (official ``WarpingLayer``): ``out[:, :, y, x] = features[:, :, y + v, x + u]``
     with ``(u, v) = flow[:, :, y, x]`` in pixels of the features' grid, bilinear, zeros outside
-    (``grid_sample`` with ``align_corners=True``). Zero flow is the identity."""
+    (``grid_sample`` with ``align_corners=True``; ``padding_mode="border"`` repeats the border, as
+    FlowNet2's ``Resample2d`` does). Zero flow is the identity."""
     if features.shape[0] != flow.shape[0] or features.shape[-2:] != flow.shape[-2:] or flow.shape[1] != 2:
         raise ValueError(f"flow {tuple(flow.shape)} must be (B, 2, H, W) of features {tuple(features.shape)}")
     _, _, height, width = flow.shape
@@ -42,7 +43,7 @@ def warp_by_flow(features: Tensor, flow: Tensor) -> Tensor:
     grid_x = (xs[None, None, :] + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
     grid_y = (ys[None, :, None] + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
     grid = torch.stack([grid_x, grid_y], dim=-1)
-    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
 def resize_flow(flow: Tensor, size: Sequence[int]) -> Tensor:
