@@ -271,7 +271,9 @@ class FlowNet2(nn.Module):
     the others multiply) is kept: the released weights are used with it.
     """
 
-    def __init__(self, div_flow: float = 20.0, rgb_max: float = 255.0) -> None:
+    def __init__(
+        self, div_flow: float = 20.0, rgb_max: float = 255.0, weights: str | Path | None = None
+    ) -> None:
         super().__init__()
         self.div_flow, self.rgb_max = div_flow, rgb_max
         self.flownetc = _FlowNetC()
@@ -279,8 +281,25 @@ class FlowNet2(nn.Module):
         self.flownets_2 = _flownet_s()
         self.flownets_d = _flownet_sd()
         self.flownetfusion = _flownet_fusion()
+        if weights is not None:
+            self.load_official(weights)
         self.requires_grad_(False)
         self.eval()
+
+    def load_official(self, path: str | Path) -> None:
+        """The weights of a local official ``FlowNet2_checkpoint.pth.tar`` (a dict with ``state_dict``, or
+        a bare state dict), read with ``weights_only=True``. A file that is not a FlowNet2 checkpoint is a
+        ValueError naming it and listing its missing, unexpected and mis-shaped keys; a missing file a
+        FileNotFoundError."""
+        from models.pretrained_weights import read_official_state_dict
+
+        state = read_official_state_dict(path, network="FlowNet2", source=FLOWNET2_SOURCE)
+        problems = state_dict_problems(self, state)
+        if problems:
+            raise ValueError(
+                f"{path} is not a FlowNet2 checkpoint ({FLOWNET2_SOURCE}): " + "; ".join(problems)
+            )
+        load_fitting_state_dict(self, state, problems)
 
     def train(self, mode: bool = True) -> FlowNet2:
         return super().train(False)
@@ -311,16 +330,6 @@ class FlowNet2(nn.Module):
 
 
 def load_flownet2(path: str | Path) -> FlowNet2:
-    """A frozen ``FlowNet2`` with the weights of a local official ``FlowNet2_checkpoint.pth.tar`` (a dict
-    with ``state_dict``, or a bare state dict), read with ``weights_only=True``. A file that is not a
-    FlowNet2 checkpoint is a ValueError naming it and listing its missing, unexpected and mis-shaped keys;
-    a missing file a FileNotFoundError."""
-    from models.pretrained_weights import read_official_state_dict
-
-    state = read_official_state_dict(path, network="FlowNet2", source=FLOWNET2_SOURCE)
-    model = FlowNet2()
-    problems = state_dict_problems(model, state)
-    if problems:
-        raise ValueError(f"{path} is not a FlowNet2 checkpoint ({FLOWNET2_SOURCE}): " + "; ".join(problems))
-    load_fitting_state_dict(model, state, problems)
-    return model
+    """A frozen ``FlowNet2`` with the official weights at ``path`` (``FlowNet2.load_official``); in a YAML:
+    ``flow_net: {class_path: models.vps_flow.FlowNet2, init_args: {weights: <path>}}``."""
+    return FlowNet2(weights=path)
