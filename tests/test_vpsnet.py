@@ -68,7 +68,7 @@ def test_training_returns_upsnet_and_track_losses_and_trains_the_video_parts() -
     reference_target = {k: v[:1] if k != "semantic" else v for k, v in reference_target.items()}
     losses = model([image], [reference], [target], [reference_target])
     assert {"loss_semantic", "loss_panoptic", "loss_track", "loss_mask", "loss_classifier"} <= set(losses)
-    assert ("loss_semantic_roi" in losses) == model.upsnet.with_semantic_roi_loss  # the preset's UPSNet has it
+    assert ("loss_semantic_roi" in losses) == model.upsnet.with_semantic_roi_loss  # the preset has it
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     for part in (model.fuse, model.track_head, model.upsnet.semantic_head):
