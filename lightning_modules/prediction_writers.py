@@ -7,6 +7,7 @@ official Cityscapes-VPS evaluator reads them (``CityscapesVPSWriter``)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ class CocoPanopticWriter(BasePredictionWriter):
                 name = f"{item['image_id']}.png"
             else:
                 name = f"{int(item['image_id']):012d}.png"
-            write_coco_panoptic_png(ids, folder / name)
+            _write_png_atomically(ids, folder / name)
             item.update(file_name=name, segments_info=coco_segments_info(ids, category_ids))
             self._annotations.append(dict(item))
 
@@ -228,7 +229,7 @@ class CityscapesVPSWriter(BasePredictionWriter):
             image_id = _vps_image_id(trainer, frame["image_id"])
             name = f"{image_id}.png"
             segments_info = video_segments_info(ids, segment_ids, category_ids)
-            write_coco_panoptic_png(ids, folder / name)
+            _write_png_atomically(ids, folder / name)
             frame.update(image_id=image_id, file_name=name, segments_info=segments_info)
             self._annotations.append(dict(frame))
 
@@ -240,6 +241,14 @@ class CityscapesVPSWriter(BasePredictionWriter):
         if count is None:
             return
         rank_zero_info(f"Wrote {count} video panoptic frames to {path} and {path.parent / self.PNG_FOLDER}")
+
+
+def _write_png_atomically(ids: Tensor, path: Path) -> None:
+    """Writes the PNG under a process-private name, then renames it into place: a padded item predicted on
+    two DDP ranks writes one file twice, and a rename never leaves a half-written file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    write_coco_panoptic_png(ids, partial)
+    partial.replace(path)
 
 
 def _write_annotations_json(

@@ -16,9 +16,14 @@ Evaluation, per whole video (``val_clip_length`` unset), per evaluated split:
   instead of the track head: the association ablation on one checkpoint;
 - ``<split>/panoptic/PQ`` ... : image panoptic quality of every frame (``PanopticModule``'s).
 
+Each evaluated item (a whole video, or a clip with ``val_clip_length``: the tracker starts afresh per
+item) counts once even when the DDP sampler's padding repeats it on another rank (keyed by its first
+frame's ``image_id``, as frame PQ is keyed by image).
+
 ``zoo predict`` writes the Cityscapes-VPS prediction files the official ``eval_vpq.py`` reads
-(``CityscapesVPSWriter``: ``pan_pred/<image_id>.png`` and ``pred.json``), and W&B shows clips with one
-colour per tracked id.
+(``CityscapesVPSWriter``: ``pan_pred/<image_id>.png`` and ``pred.json``) from whole videos (a set
+``val_clip_length`` is refused: ids would restart per clip), and W&B shows clips with one colour per
+tracked id.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
@@ -118,6 +124,12 @@ class VideoPanopticModule(PanopticModule):
     # -- training -----------------------------------------------------------------------------------
     def compute_losses(self, clips: list[list[Tensor]], targets: list[list[Target]]) -> dict[str, Tensor]:
         if self.is_video_model:
+            if any(len(clip) != 2 for clip in clips):
+                lengths = sorted({len(clip) for clip in clips})
+                raise ValueError(
+                    f"VPSNet trains on (reference, target) pairs; got items of {lengths} frames "
+                    "(set the DataModule's num_references to 1)"
+                )
             return self.model(
                 [clip[-1] for clip in clips],
                 [clip[0] for clip in clips],
@@ -181,7 +193,7 @@ class VideoPanopticModule(PanopticModule):
                     rows = [o[linking] for o in outputs]
                 predictions = [self.video_segmentation(*row) for row in rows]
                 for metric in self.video_evaluators[split][_key(linking)].values():
-                    metric.update(predictions, truths)
+                    metric.update(predictions, truths, video_id=image_ids[0])  # a padded repeat counts once
             self.overlays.add_while_wanted(
                 self,
                 split,
@@ -203,7 +215,9 @@ class VideoPanopticModule(PanopticModule):
         for linking in self.linkings:
             prefix = f"{split}/{linking}" if linking else split
             metrics = self.video_evaluators[split][_key(linking)]
-            if not metrics["vpq"].windows.sum():
+            # compute() syncs across ranks: every rank takes this branch, or none
+            updated = torch.tensor(float(metrics["vpq"].update_called), device=self.device)
+            if float(self.trainer.strategy.reduce(updated, reduce_op="sum")) == 0:
                 continue
             vpq = metrics["vpq"].compute()
             results.update(
@@ -225,6 +239,11 @@ class VideoPanopticModule(PanopticModule):
         """Per frame its ``image_id`` (``video_clips.frame_image_id``; the writer names it by the predict
         dataset's Cityscapes-VPS id), video ``panoptic`` ids, ``segment_ids`` and their category ids."""
         clips, targets = batch
+        if getattr(self.trainer.datamodule, "val_clip_length", None) is not None:
+            raise ValueError(
+                "prediction writes one video's ids for all its frames: predict whole videos "
+                "(the DataModule's val_clip_length unset); a clip's tracker starts afresh"
+            )
         rows = []
         for frames, frame_targets in zip(clips, targets, strict=True):
             for output, target in zip(self.video_outputs(frames), frame_targets, strict=True):

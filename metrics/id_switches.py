@@ -34,6 +34,7 @@ from torchmetrics import Metric
 
 from metrics.panoptic_quality import VOID, PanopticSegmentation, _pixel_runs
 from metrics.video_panoptic_quality import _check_frame
+from metrics.video_rows import add_video_row, add_video_row_states, first_rows_sum
 
 
 def match_segments(prediction: PanopticSegmentation, target: PanopticSegmentation) -> dict[int, int]:
@@ -86,12 +87,17 @@ class IdSwitches(Metric):
         self.isthing = {int(c): bool(t) for c, t in categories.items()}
         for name in ("id_switches", "matches", "tracks"):
             self.add_state(name, torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        add_video_row_states(self)
 
     def update(
-        self, predictions: Sequence[PanopticSegmentation], targets: Sequence[PanopticSegmentation]
+        self,
+        predictions: Sequence[PanopticSegmentation],
+        targets: Sequence[PanopticSegmentation],
+        video_id: int | None = None,
     ) -> None:
         """One whole video: its predicted and ground-truth frames in order, all of one (H, W), with segment
-        ids that persist across frames."""
+        ids that persist across frames. With a ``video_id`` a video given twice (on two DDP ranks) counts
+        once (``metrics.video_rows``)."""
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predicted frames for {len(targets)} ground-truth frames")
         for which, frames in (("predicted", predictions), ("ground truth", targets)):
@@ -119,9 +125,15 @@ class IdSwitches(Metric):
                 matches += 1
                 switches += int(gt in last_match and last_match[gt] != pred)
                 last_match[gt] = pred
+        if video_id is not None:
+            row = torch.tensor([switches, matches, len(tracks)], dtype=torch.float64, device=self.device)
+            add_video_row(self, video_id, row)
+            return
         self.id_switches += switches
         self.matches += matches
         self.tracks += len(tracks)
 
     def compute(self) -> dict[str, Tensor]:
-        return {"id_switches": self.id_switches, "matches": self.matches, "tracks": self.tracks}
+        rows = first_rows_sum(self, 3).round().to(torch.int64)
+        sums = (self.id_switches + rows[0], self.matches + rows[1], self.tracks + rows[2])
+        return dict(zip(("id_switches", "matches", "tracks"), sums, strict=True))

@@ -23,7 +23,8 @@ reads NaN there and in its VPQ (eval_vpq divides by zero); ids and categories ar
 ``PanopticQuality`` checks an image (eval_vpq skips ground-truth ids missing from the JSON, and raises on a
 listed prediction without pixels in a frame, accepted here: a tube without pixels in a window is ignored);
 ground-truth areas are pixel counts (eval_vpq sums the JSON's, equal when the JSON matches the PNGs).
-States are per-k sums: a video given twice (DDP sampler padding) counts twice.
+States are per-k sums for videos given without an id (each call counts) and one row per video given with
+its ``video_id`` (a video given twice -- the DDP sampler's padding -- counts once; ``metrics.video_rows``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from metrics.panoptic_quality import (
     SegmentInfo,
     quality_of_totals,
 )
+from metrics.video_rows import add_video_row, add_video_row_states, first_rows_sum
 
 CITYSCAPES_VPS_WINDOW_SIZES = (0, 5, 10, 15)
 CITYSCAPES_VPS_FRAME_STEP = 5  # Cityscapes-VPS annotates every 5th frame of its 30-frame snippets
@@ -115,6 +117,7 @@ class VideoPanopticQuality(Metric):
             "totals", torch.zeros(count, 4, len(self.category_ids), dtype=torch.float64), dist_reduce_fx="sum"
         )
         self.add_state("windows", torch.zeros(count, dtype=torch.int64), dist_reduce_fx="sum")
+        add_video_row_states(self)  # videos given with their id: (totals, windows) rows, each id once
 
     def _check_window_sizes(self) -> None:
         if self.frame_step < 1:
@@ -130,10 +133,14 @@ class VideoPanopticQuality(Metric):
         return window_size // self.frame_step + 1
 
     def update(
-        self, predictions: Sequence[PanopticSegmentation], targets: Sequence[PanopticSegmentation]
+        self,
+        predictions: Sequence[PanopticSegmentation],
+        targets: Sequence[PanopticSegmentation],
+        video_id: int | None = None,
     ) -> None:
         """One whole video: its predicted and ground-truth frames in order, all of the same (H, W), with
-        segment ids that persist across frames."""
+        segment ids that persist across frames. With a ``video_id`` a video given twice (on two DDP ranks,
+        the sampler's padding) counts once (``metrics.video_rows``); without, every call counts."""
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predicted frames for {len(targets)} ground-truth frames")
         for which, frames in (("predicted", predictions), ("ground truth", targets)):
@@ -142,12 +149,26 @@ class VideoPanopticQuality(Metric):
         shapes = {tuple(frame.ids.shape) for frame in [*predictions, *targets]}
         if len(shapes) > 1:
             raise ValueError(f"the frames of a video must share one (H, W), got {sorted(shapes)}")
+        totals, windows = torch.zeros_like(self.totals), torch.zeros_like(self.windows)
         for index, window_size in enumerate(self.window_sizes):
             frames_per_window = self.frames_per_window(window_size)
             starts = window_starts(len(targets), frames_per_window)
             for chunk in self._chunks(starts):
-                self.totals[index] += self._window_totals(predictions, targets, chunk, frames_per_window)
-            self.windows[index] += len(starts)
+                totals[index] += self._window_totals(predictions, targets, chunk, frames_per_window)
+            windows[index] += len(starts)
+        if video_id is None:
+            self.totals += totals
+            self.windows += windows
+        else:
+            add_video_row(self, video_id, torch.cat([totals.flatten(), windows.to(totals.dtype)]))
+
+    def _all_sums(self) -> tuple[Tensor, Tensor]:
+        """``totals`` and ``windows`` of the videos given without an id plus those given with one."""
+        rows = first_rows_sum(self, self.totals.numel() + self.windows.numel())
+        split = self.totals.numel()
+        totals = self.totals + rows[:split].reshape(self.totals.shape).to(self.totals.device)
+        windows = self.windows + rows[split:].round().to(self.windows)
+        return totals, windows
 
     @staticmethod
     def _chunks(starts: range) -> Iterator[range]:
@@ -173,11 +194,12 @@ class VideoPanopticQuality(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         results: dict[str, Tensor] = {}
+        all_totals, all_windows = self._all_sums()
         for index, window_size in enumerate(self.window_sizes):
             prefix = f"k{window_size}/"
-            for name, value in quality_of_totals(self.totals[index], self._image_metric.isthing).items():
+            for name, value in quality_of_totals(all_totals[index], self._image_metric.isthing).items():
                 results[prefix + name] = value
-            results[prefix + "windows"] = self.windows[index]
+            results[prefix + "windows"] = all_windows[index]
         for suffix in ("", "_things", "_stuff"):
             per_window_size = torch.stack([results[f"k{k}/PQ{suffix}"] for k in self.window_sizes])
             results[f"VPQ{suffix}"] = per_window_size.mean()

@@ -30,9 +30,10 @@ ResNet does; ``tests/test_vpsnet.py``).
 
 Per-frame eval output (``track_video``): UPSNet's (detections in the original frame; ``frame_panoptic``,
 ``frame_segment_classes``: the frame's own segment ids 1..M and classes) plus the video's ``panoptic``
-(H, W) ids that persist across the video -- stuff class c is ``c + 1``, tracked object k is
-``THING_ID_OFFSET + k`` -- with ``segment_ids`` (M,) and ``segment_classes`` (M,) of the same segments, and
-``object_ids`` (N,) of the detections (-1 for those the panoptic head did not take).
+(H, W) ids that persist across the video -- stuff class c is ``c + 1``, tracked object k of class c is
+``THING_ID_OFFSET * (k + 1) + c`` (``video_segments``) -- with ``segment_ids`` (M,) and ``segment_classes``
+(M,) of the same segments, and ``object_ids`` (N,) of the detections (-1 for those the panoptic head did not
+take).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class VPSNet(nn.Module):
         track_head: the track head (default: the official one on the FPN's channels).
         fusion: fuse at test time; ``False`` runs the heads on the frame's own features (the ablation of
             the fuse module on the same checkpoint). Training always fuses.
-        tracking: assign ids with the track head; ``False`` leaves ``object_ids`` unset (-1) and every
-            detection a new object per frame (use a mask-IoU linking of ``frame_panoptic`` instead).
+        tracking: assign ids with the track head; ``False`` makes every detection a new object in every
+            frame (nothing is linked; link ``frame_panoptic`` by mask IoU instead).
     """
 
     def __init__(
@@ -215,7 +216,7 @@ class VPSNet(nn.Module):
     @torch.no_grad()
     def track_video(self, frames: list[Tensor]) -> list[dict[str, Tensor]]:
         """One video's frames in order -> per frame the eval output (module docstring)."""
-        memory = TrackMemory()
+        memory, untracked = TrackMemory(), 0
         previous: tuple[ImageList, dict[str, Tensor]] | None = None
         outputs = []
         for frame in frames:
@@ -228,8 +229,8 @@ class VPSNet(nn.Module):
             detection = heads.detections[0]
             chosen = self.upsnet.select_detections(heads.detections)
             object_ids = torch.full_like(detection["labels"], -1)
+            boxes = detection["boxes"][chosen[0]]
             if self.tracking:
-                boxes = detection["boxes"][chosen[0]]
                 object_ids[chosen[0]] = assign_ids(
                     self.track_head,
                     memory,
@@ -238,6 +239,9 @@ class VPSNet(nn.Module):
                     detection["labels"][chosen[0]],
                     detection["scores"][chosen[0]],
                 )
+            else:  # every detection a new object: ids unique in the video, never linked
+                object_ids[chosen[0]] = torch.arange(untracked, untracked + len(boxes), device=boxes.device)
+                untracked += len(boxes)
             output = self.upsnet.postprocess(
                 fused, heads.semantic_logits, heads.detections, image_list.image_sizes, original, chosen
             )[0]
@@ -255,19 +259,21 @@ def reference_column(instance_ids: Tensor, reference_ids: Tensor) -> Tensor:
 
 
 def video_segments(output: dict[str, Tensor], object_ids: Tensor) -> dict[str, Tensor]:
-    """Adds the video ids to UPSNet's per-frame output (module docstring); a thing segment whose
-    detection has no object id (tracking off) is given ``THING_ID_OFFSET + its frame segment id``, unique
-    in the frame only."""
+    """Adds the video ids to UPSNet's per-frame output (module docstring): a stuff segment of class c is
+    ``c + 1``; a thing segment whose detection is object k, of class c, is ``THING_ID_OFFSET * (k + 1) + c``
+    -- the official ``get_unified_pan_result`` keys a segment by its class and object too, so an object
+    whose class changes starts a new tube. Each segment's object is found through its detection
+    (``segment_detections``); the official code indexes the object ids by the instance's rank among the
+    instances left in the map, which shifts them when a kept detection ends up without pixels."""
     frame_ids, classes = output["panoptic"], output["segment_classes"]
     detections = output["segment_detections"]
     if len(object_ids):
         objects = torch.where(detections >= 0, object_ids[detections.clamp_min(0)], -1)
     else:
         objects = torch.full_like(detections, -1)
-    frame_numbers = torch.arange(1, len(classes) + 1, device=classes.device)
-    untracked = THING_ID_OFFSET + frame_numbers
-    things = torch.where(objects >= 0, THING_ID_OFFSET + objects, untracked)
-    segment_ids = torch.where(detections < 0, classes + 1, things)
+    if bool(((detections >= 0) & (objects < 0)).any()):
+        raise ValueError("a thing segment's detection has no object id")
+    segment_ids = torch.where(detections < 0, classes + 1, THING_ID_OFFSET * (objects + 1) + classes)
     lookup = torch.cat([segment_ids.new_zeros(1), segment_ids])
     output["frame_panoptic"], output["frame_segment_classes"] = frame_ids, classes
     output["panoptic"], output["segment_ids"] = lookup[frame_ids], segment_ids

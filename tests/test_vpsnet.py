@@ -142,11 +142,12 @@ def test_video_segments_give_stuff_their_class_and_things_their_track() -> None:
         "segment_detections": torch.tensor([-1, 2, 0]),
     }
     result = video_segments(dict(output), torch.tensor([4, -1, 11]))
-    assert result["segment_ids"].tolist() == [1, THING_ID_OFFSET + 11, THING_ID_OFFSET + 4]
-    assert result["panoptic"].tolist() == [[1, THING_ID_OFFSET + 11], [THING_ID_OFFSET + 4, 0]]
+    first, second = THING_ID_OFFSET * 12 + 5, THING_ID_OFFSET * 5 + 6  # (object + 1, class)
+    assert result["segment_ids"].tolist() == [1, first, second]
+    assert result["panoptic"].tolist() == [[1, first], [second, 0]]
     assert torch.equal(result["frame_panoptic"], output["panoptic"])
-    untracked = video_segments(dict(output), torch.full((3,), -1))
-    assert untracked["segment_ids"].tolist() == [1, THING_ID_OFFSET + 2, THING_ID_OFFSET + 3]
+    with pytest.raises(ValueError, match="no object id"):
+        video_segments(dict(output), torch.full((3,), -1))
 
 
 def test_ids_persist_over_a_video_and_fusion_can_be_switched_off() -> None:
@@ -174,3 +175,7 @@ def test_ids_persist_over_a_video_and_fusion_can_be_switched_off() -> None:
 
     model.flow_net, model.fusion = _NoFlow(), False
     assert len(model.track_video([image, image])) == 2
+    model.tracking = False  # every detection a new object: no thing id repeats between frames
+    first, second = model.track_video([image, image])
+    ids = [set(o["segment_ids"][o["segment_ids"] >= THING_ID_OFFSET].tolist()) for o in (first, second)]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
