@@ -33,7 +33,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from metrics.panoptic_quality import VOID, PanopticSegmentation, _pixel_runs
-from metrics.video_panoptic_quality import _check_frame
+from metrics.video_panoptic_quality import check_video
 from metrics.video_rows import add_video_row, add_video_row_states, first_rows_sum
 
 
@@ -98,17 +98,12 @@ class IdSwitches(Metric):
         """One whole video: its predicted and ground-truth frames in order, all of one (H, W), with segment
         ids that persist across frames. With a ``video_id`` a video given twice (on two DDP ranks) counts
         once (``metrics.video_rows``)."""
-        if len(predictions) != len(targets):
-            raise ValueError(f"{len(predictions)} predicted frames for {len(targets)} ground-truth frames")
+        check_video(predictions, targets)
         for which, frames in (("predicted", predictions), ("ground truth", targets)):
             for index, frame in enumerate(frames):
-                _check_frame(frame, which, index)
                 unknown = {i.category_id for i in frame.segments.values()} - self.isthing.keys()
                 if unknown:
                     raise ValueError(f"{which} frame {index} has category ids not in categories: {unknown}")
-        shapes = {tuple(frame.ids.shape) for frame in [*predictions, *targets]}
-        if len(shapes) > 1:
-            raise ValueError(f"the frames of a video must share one (H, W), got {sorted(shapes)}")
         last_match: dict[int, int] = {}  # track -> the predicted id it was last matched to
         tracks: set[int] = set()
         switches = matches = 0

@@ -80,6 +80,19 @@ def _check_frame(frame: PanopticSegmentation, which: str, index: int) -> None:
         )
 
 
+def check_video(predictions: Sequence[PanopticSegmentation], targets: Sequence[PanopticSegmentation]) -> None:
+    """One video's predicted and ground-truth frames: as many of each, each frame checked as
+    ``PanopticQuality`` checks an image, all of one (H, W)."""
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} predicted frames for {len(targets)} ground-truth frames")
+    for which, frames in (("predicted", predictions), ("ground truth", targets)):
+        for index, frame in enumerate(frames):
+            _check_frame(frame, which, index)
+    shapes = {tuple(frame.ids.shape) for frame in [*predictions, *targets]}
+    if len(shapes) > 1:
+        raise ValueError(f"the frames of a video must share one (H, W), got {sorted(shapes)}")
+
+
 class VideoPanopticQuality(Metric):
     """VPQ overall, for things and for stuff, and PanopticQuality's values per window size (see the module
     docstring).
@@ -141,14 +154,7 @@ class VideoPanopticQuality(Metric):
         """One whole video: its predicted and ground-truth frames in order, all of the same (H, W), with
         segment ids that persist across frames. With a ``video_id`` a video given twice (on two DDP ranks,
         the sampler's padding) counts once (``metrics.video_rows``); without, every call counts."""
-        if len(predictions) != len(targets):
-            raise ValueError(f"{len(predictions)} predicted frames for {len(targets)} ground-truth frames")
-        for which, frames in (("predicted", predictions), ("ground truth", targets)):
-            for index, frame in enumerate(frames):
-                _check_frame(frame, which, index)
-        shapes = {tuple(frame.ids.shape) for frame in [*predictions, *targets]}
-        if len(shapes) > 1:
-            raise ValueError(f"the frames of a video must share one (H, W), got {sorted(shapes)}")
+        check_video(predictions, targets)
         totals, windows = torch.zeros_like(self.totals), torch.zeros_like(self.windows)
         for index, window_size in enumerate(self.window_sizes):
             frames_per_window = self.frames_per_window(window_size)
