@@ -8,9 +8,8 @@ only shows indirectly (a switch breaks the tubes of the windows across it):
 - in each frame a track is matched to the predicted segment of the same category whose IoU with it exceeds
   0.5, the union leaving out the predicted pixels that are void in the ground truth -- the matching of
   panopticapi's ``pq_compute`` (Kirillov et al., CVPR 2019, Sec. 4.1) that ``PanopticQuality`` and
-  ``VideoPanopticQuality`` use per image; IoU > 0.5 makes the match unique. ``match_segments`` computes it
-  per frame: ``PanopticQuality`` does the same matching in bulk but keeps only per-category counts, not
-  the matched pairs this metric follows over the frames;
+  ``VideoPanopticQuality`` use per image; IoU > 0.5 makes the match unique. ``PanopticQuality.matched_pairs``
+  gives this metric the pairs of each frame;
 - an id switch is counted when a track is matched to a predicted id other than the one it was last matched
   to; a frame where it is unmatched (a miss) or absent changes nothing, so a track lost and recovered
   under its old id counts no switch, recovered under a new id one (CLEAR MOT's "last correspondence");
@@ -18,9 +17,10 @@ only shows indirectly (a switch breaks the tubes of the windows across it):
   segment id crowd in one frame and not in another is a track in the frames where it is not crowd).
 
 ``compute()`` returns int64 tensors ``id_switches``, ``matches``, ``tracks``. States are sums
-(``dist_reduce_fx="sum"``): ranks combine exactly, and a video given twice (DDP sampler padding) counts
-twice. Inputs are checked as ``VideoPanopticQuality`` checks them (every pixel id listed in its frame's
-segments, frames of one (H, W), categories known).
+(``dist_reduce_fx="sum"``) for videos given without an id, one row per video given with its ``video_id``
+(a video given twice -- DDP sampler padding -- counts once; ``metrics.video_rows``). Inputs are checked as
+``VideoPanopticQuality`` checks them (every pixel id listed in its frame's segments, frames of one (H, W),
+categories known).
 """
 
 from __future__ import annotations
@@ -32,43 +32,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from metrics.panoptic_quality import VOID, PanopticSegmentation, _pixel_runs
+from metrics.panoptic_quality import PanopticQuality, PanopticSegmentation
 from metrics.video_panoptic_quality import check_video
 from metrics.video_rows import add_video_row, add_video_row_states, first_rows_sum
-
-
-def match_segments(prediction: PanopticSegmentation, target: PanopticSegmentation) -> dict[int, int]:
-    """Ground-truth segment id -> the predicted segment id it matches in one image, by ``pq_compute``'s rule
-    (same category, IoU > 0.5 with the ground-truth void left out of the union, crowd never matched); a
-    pixel id unlisted in its segments takes no part (``IdSwitches.update`` refuses them)."""
-    gt_ids, pred_ids = target.ids.long(), prediction.ids.long().to(target.ids.device)
-    if gt_ids.shape != pred_ids.shape:
-        raise ValueError(f"prediction {tuple(pred_ids.shape)} and ground truth {tuple(gt_ids.shape)} differ")
-    if not gt_ids.numel():
-        return {}
-    pred_base = max(int(pred_ids.max()), *prediction.segments, 0) + 1
-    keys, lengths = _pixel_runs(gt_ids, pred_ids, pred_base)
-    pairs, inverse = torch.unique(keys, return_inverse=True)
-    pixels = torch.zeros(len(pairs), dtype=torch.int64, device=keys.device).index_add_(0, inverse, lengths)
-    overlaps = {
-        divmod(pair, pred_base): count for pair, count in zip(pairs.tolist(), pixels.tolist(), strict=True)
-    }
-    gt_area: dict[int, int] = {}
-    pred_area: dict[int, int] = {}
-    for (gt, pred), count in overlaps.items():
-        gt_area[gt] = gt_area.get(gt, 0) + count
-        pred_area[pred] = pred_area.get(pred, 0) + count
-    matched = {}
-    for (gt, pred), intersection in overlaps.items():
-        gt_info, pred_info = target.segments.get(gt), prediction.segments.get(pred)
-        if gt == VOID or pred == VOID or gt_info is None or pred_info is None or gt_info.iscrowd:
-            continue
-        if gt_info.category_id != pred_info.category_id:
-            continue
-        union = pred_area[pred] + gt_area[gt] - intersection - overlaps.get((VOID, pred), 0)
-        if intersection / union > 0.5:
-            matched[gt] = pred
-    return matched
 
 
 class IdSwitches(Metric):
@@ -85,6 +51,7 @@ class IdSwitches(Metric):
         if not categories:
             raise ValueError("IdSwitches needs at least one category")
         self.isthing = {int(c): bool(t) for c, t in categories.items()}
+        self._image_metric = PanopticQuality(self.isthing, sync_on_compute=False)  # its matching, per frame
         for name in ("id_switches", "matches", "tracks"):
             self.add_state(name, torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         add_video_row_states(self)
@@ -114,7 +81,7 @@ class IdSwitches(Metric):
                 for i, info in target.segments.items()
                 if i in present and self.isthing[info.category_id] and not info.iscrowd
             }
-            for gt, pred in match_segments(prediction, target).items():
+            for gt, pred in self._image_metric.matched_pairs(prediction, target).items():
                 if not self.isthing[target.segments[gt].category_id]:
                     continue
                 matches += 1

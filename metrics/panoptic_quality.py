@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -103,6 +103,20 @@ class _BatchSegments:
                 f"{self.which} pixel ids {missing} of {name} are neither void (0) nor listed in the segments"
             )
         return order[position]
+
+
+class _Matching(NamedTuple):
+    """The pairs of a batch of images: ``intersection`` (G, P) pixels, ``pred_area`` (P,), ``pred_on_void``
+    (P,) pixels on ground-truth void, ``same_category`` (G, P) (and same image), ``iou`` and ``matched``."""
+
+    pred: _BatchSegments
+    gt: _BatchSegments
+    intersection: Tensor
+    pred_area: Tensor
+    pred_on_void: Tensor
+    same_category: Tensor
+    iou: Tensor
+    matched: Tensor
 
 
 def _pixel_runs(gt_ids: Tensor, pred_ids: Tensor, pred_base: int) -> tuple[Tensor, Tensor]:
@@ -213,18 +227,23 @@ class PanopticQuality(Metric):
             self.per_image.append(rows)
             self.image_ids.append(torch.tensor(image_ids[chunk], dtype=torch.int64, device=self.device))
 
-    def batch_counts(
+    def matched_pairs(self, prediction: PanopticSegmentation, target: PanopticSegmentation) -> dict[int, int]:
+        """Ground-truth segment id -> the predicted segment id it matches in one image (the matching
+        ``batch_counts`` scores: same category, IoU > 0.5 with the ground-truth void left out of the union,
+        crowd never matched), for inputs ``update`` would accept."""
+        m = self._matching([prediction], [target], [NO_IMAGE_ID])
+        gt_index, pred_index = torch.nonzero(m.matched, as_tuple=True)
+        return dict(zip(m.gt.ids[gt_index].tolist(), m.pred.ids[pred_index].tolist(), strict=True))
+
+    def _matching(
         self,
         predictions: Sequence[PanopticSegmentation],
         targets: Sequence[PanopticSegmentation],
         image_ids: Sequence[int],
-    ) -> Tensor:
-        """(B, 4, C) float64: per image and category the IoU sum of the matches, TP, FP and FN, for inputs
-        ``update`` has checked (equal (H, W) per pair, one id per image). All images in one pass (the
-        per-image work is a few dozen small tensor operations, which would otherwise dominate on small
-        images)."""
+    ) -> _Matching:
+        """Every image's segments, their pairwise pixel counts and which pairs match (``batch_counts``)."""
         device = self.device
-        batch, num_categories = len(targets), len(self.category_ids)
+        batch = len(targets)
         pred_maps = [p.ids.to(device).long() for p in predictions]
         gt_maps = [t.ids.to(device).long() for t in targets]
         pred_max, gt_max = 0, 0
@@ -271,7 +290,6 @@ class PanopticQuality(Metric):
         gt_area = counts[batch:].sum(1)
         pred_area = counts[:, batch:].sum(0)
         pred_on_void = counts[pred.images, torch.arange(batch, width, device=device)]
-        listed = pred_area > 0  # a listed predicted segment without pixels takes no part
         same_category = (gt.categories[:, None] == pred.categories[None, :]) & (
             gt.images[:, None] == pred.images[None, :]
         )
@@ -279,7 +297,23 @@ class PanopticQuality(Metric):
         union = pred_area[None, :] + gt_area[:, None] - intersection - pred_on_void[None, :]
         iou = intersection.double() / union.clamp_min(1).double()
         matched = same_category & ~gt.crowd[:, None] & (intersection > 0) & (iou > 0.5)
+        return _Matching(pred, gt, intersection, pred_area, pred_on_void, same_category, iou, matched)
 
+    def batch_counts(
+        self,
+        predictions: Sequence[PanopticSegmentation],
+        targets: Sequence[PanopticSegmentation],
+        image_ids: Sequence[int],
+    ) -> Tensor:
+        """(B, 4, C) float64: per image and category the IoU sum of the matches, TP, FP and FN, for inputs
+        ``update`` has checked (equal (H, W) per pair, one id per image). All images in one pass (the
+        per-image work is a few dozen small tensor operations, which would otherwise dominate on small
+        images)."""
+        m = self._matching(predictions, targets, image_ids)
+        pred, gt, matched, iou, intersection = m.pred, m.gt, m.matched, m.iou, m.intersection
+        batch, num_categories, device = len(targets), len(self.category_ids), self.device
+        num_gt, pred_area, pred_on_void = len(gt.ids), m.pred_area, m.pred_on_void
+        listed = pred_area > 0  # a listed predicted segment without pixels takes no part
         rows = torch.zeros(4, batch * num_categories, dtype=torch.float64, device=device)
         iou_sum, tp, fp, fn = rows
         gt_slot = gt.images * num_categories + gt.categories
@@ -294,7 +328,7 @@ class PanopticQuality(Metric):
         last_crowd = torch.full((batch * num_categories,), -1, dtype=torch.int64, device=device)
         last_crowd.scatter_reduce_(0, gt_slot, crowd_rank, reduce="amax")
         is_category_crowd = gt.crowd & (last_crowd[gt_slot] == segment_order)
-        on_crowd = torch.where(is_category_crowd[:, None] & same_category, intersection, 0).sum(0)
+        on_crowd = torch.where(is_category_crowd[:, None] & m.same_category, intersection, 0).sum(0)
         ignored = 2 * (pred_on_void + on_crowd) > pred_area  # more than half void or crowd
         false_positive = listed & ~matched.any(0) & ~ignored
         fp.index_add_(0, pred_slot, false_positive.double())

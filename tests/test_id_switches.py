@@ -1,8 +1,8 @@
 """``metrics.id_switches.IdSwitches`` on hand-made videos of 2 x 4 frames (column c of a frame holds one
 id): a swap of two objects' ids is 2 switches, a track lost for a frame and recovered under its id 0,
 under a new id 1; stuff and crowd take no part; IoU exactly 0.5 is no match (the ground-truth void left
-out of the union); merged DDP states equal one metric over all videos; ``match_segments`` matches as many
-segments as ``PanopticQuality`` counts true positives on random frames."""
+out of the union); merged DDP states equal one metric over all videos; ``PanopticQuality.matched_pairs``
+matches as many segments as ``PanopticQuality`` counts true positives on random frames."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics.id_switches import IdSwitches, match_segments
+from metrics.id_switches import IdSwitches
 from metrics.panoptic_quality import PanopticQuality, PanopticSegmentation, SegmentInfo
 
 CAR, ROAD, PERSON = 1, 2, 3
@@ -90,7 +90,7 @@ def test_merged_states_equal_one_metric_over_all_videos() -> None:
     assert {k: int(v) for k, v in expected.items()} == {"id_switches": 3, "matches": 10, "tracks": 5}
 
 
-def test_match_segments_agrees_with_panoptic_quality_true_positives() -> None:
+def test_matched_pairs_agree_with_panoptic_quality_true_positives() -> None:
     generator = np.random.default_rng(0)
     metric = PanopticQuality(CATEGORIES)
     for _ in range(20):
@@ -107,7 +107,7 @@ def test_match_segments_agrees_with_panoptic_quality_true_positives() -> None:
             pred_ids,
             {i + 50: SegmentInfo(CAR if flipped[i] else int(categories[i])) for i in range(1, 5)},
         )
-        matched = match_segments(prediction, target)
+        matched = metric.matched_pairs(prediction, target)
         true_positives = metric.batch_counts([prediction], [target], [-1])[0, 1].sum()
         assert len(matched) == int(true_positives)
         assert all(pred == gt + 50 for gt, pred in matched.items())
