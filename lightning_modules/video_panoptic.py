@@ -53,7 +53,7 @@ from metrics.video_panoptic_quality import (
 )
 from models.mask_iou_tracking import link_by_mask_iou
 
-LINKINGS = {"": "the model's own ids", "mask_iou": "the model's frames linked by mask IoU"}
+LINKINGS = {"own": "the model's own ids", "mask_iou": "the model's frames linked by mask IoU"}
 
 
 class VideoPanopticModule(PanopticModule):
@@ -97,7 +97,7 @@ class VideoPanopticModule(PanopticModule):
             {
                 split: nn.ModuleDict(
                     {
-                        _key(linking): nn.ModuleDict(
+                        linking: nn.ModuleDict(
                             {
                                 "vpq": VideoPanopticQuality(categories, self.window_sizes, frame_step),
                                 "id_switches": IdSwitches(categories),
@@ -119,7 +119,7 @@ class VideoPanopticModule(PanopticModule):
     @property
     def linkings(self) -> tuple[str, ...]:
         """The id linkings scored: the model's own, and for VPSNet also mask IoU (``LINKINGS``)."""
-        return ("", "mask_iou") if self.is_video_model else ("",)
+        return ("own", "mask_iou") if self.is_video_model else ("own",)
 
     # -- training -----------------------------------------------------------------------------------
     def compute_losses(self, clips: list[list[Tensor]], targets: list[list[Target]]) -> dict[str, Tensor]:
@@ -139,9 +139,11 @@ class VideoPanopticModule(PanopticModule):
         return self.model([clip[-1] for clip in clips], [t[-1] for t in targets])
 
     # -- inference ----------------------------------------------------------------------------------
-    def video_outputs(self, frames: list[Tensor]) -> list[dict[str, Tensor]]:
+    def video_outputs(self, frames: list[Tensor], mask_iou: bool = True) -> list[dict[str, Tensor]]:
         """One video's per-frame outputs with ``panoptic`` video ids, ``segment_ids``, ``segment_classes``
-        (the model's own linking) and ``frame_panoptic`` / ``frame_segment_classes`` (the frame's ids)."""
+        (the model's own linking) and ``frame_panoptic`` / ``frame_segment_classes`` (the frame's ids);
+        with ``mask_iou``, a video model's frames linked by mask IoU too (``mask_iou``: an image model's
+        own linking is that)."""
         if self.is_video_model:
             outputs = self.model.track_video(frames)
         else:
@@ -151,17 +153,14 @@ class VideoPanopticModule(PanopticModule):
                     output["panoptic"],
                     output["segment_classes"],
                 )
+        if self.is_video_model and not mask_iou:
+            return outputs
         linked = self.linked_by_mask_iou(outputs)
-        if not self.is_video_model:
-            for output, (ids, segment_ids, segment_classes) in zip(outputs, linked, strict=True):
-                output["panoptic"], output["segment_ids"], output["segment_classes"] = (
-                    ids,
-                    segment_ids,
-                    segment_classes,
-                )
-        else:
-            for output, link in zip(outputs, linked, strict=True):
+        for output, link in zip(outputs, linked, strict=True):
+            if self.is_video_model:
                 output["mask_iou"] = link
+            else:
+                output["panoptic"], output["segment_ids"], output["segment_classes"] = link
         return outputs
 
     def linked_by_mask_iou(self, outputs: list[dict[str, Tensor]]) -> list[tuple[Tensor, Tensor, Tensor]]:
@@ -186,13 +185,11 @@ class VideoPanopticModule(PanopticModule):
                 self.predicted_segmentation(o["frame_panoptic"], o["frame_segment_classes"]) for o in outputs
             ]
             self.evaluators[split]["panoptic"].update(frame_predictions, truths, image_ids=image_ids)
+            own = [(o["panoptic"], o["segment_ids"], o["segment_classes"]) for o in outputs]
             for linking in self.linkings:
-                if linking == "":
-                    rows = [(o["panoptic"], o["segment_ids"], o["segment_classes"]) for o in outputs]
-                else:
-                    rows = [o[linking] for o in outputs]
+                rows = own if linking == "own" else [o[linking] for o in outputs]
                 predictions = [self.video_segmentation(*row) for row in rows]
-                for metric in self.video_evaluators[split][_key(linking)].values():
+                for metric in self.video_evaluators[split][linking].values():
                     metric.update(predictions, truths, video_id=image_ids[0])  # a padded repeat counts once
             self.overlays.add_while_wanted(
                 self,
@@ -213,8 +210,8 @@ class VideoPanopticModule(PanopticModule):
     def evaluation_epoch_end(self, split: str) -> None:
         results: dict[str, Tensor] = {}
         for linking in self.linkings:
-            prefix = f"{split}/{linking}" if linking else split
-            metrics = self.video_evaluators[split][_key(linking)]
+            prefix = split if linking == "own" else f"{split}/{linking}"
+            metrics = self.video_evaluators[split][linking]
             # compute() syncs across ranks: every rank takes this branch, or none
             updated = torch.tensor(float(metrics["vpq"].update_called), device=self.device)
             if float(self.trainer.strategy.reduce(updated, reduce_op="sum")) == 0:
@@ -246,7 +243,7 @@ class VideoPanopticModule(PanopticModule):
             )
         rows = []
         for frames, frame_targets in zip(clips, targets, strict=True):
-            for output, target in zip(self.video_outputs(frames), frame_targets, strict=True):
+            for output, target in zip(self.video_outputs(frames, mask_iou=False), frame_targets, strict=True):
                 rows.append(
                     {
                         "image_id": int(target["image_id"]),
@@ -260,8 +257,3 @@ class VideoPanopticModule(PanopticModule):
     def prediction_writer(self, run_dir: Path) -> CityscapesVPSWriter:
         """``<run>/pan_pred/<image_id>.png`` and ``<run>/pred.json``, ready for ``eval_vpq.py``."""
         return CityscapesVPSWriter(run_dir, self.categories())
-
-
-def _key(linking: str) -> str:
-    """ModuleDict keys cannot be empty: the model's own linking is ``own``."""
-    return linking or "own"
