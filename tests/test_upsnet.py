@@ -24,6 +24,7 @@ from models.panoptic_head import (
     logits_in_boxes,
     panoptic_logits,
     panoptic_targets,
+    paste_logits_in_boxes,
     remove_overlapping_masks,
     unify,
 )
@@ -139,6 +140,17 @@ def test_panoptic_logits_stack_stuff_instances_and_unknown() -> None:
     assert logits_in_boxes(semantic, torch.tensor([3]), boxes)[0, 4, 4] == 0.0
     no_unknown = panoptic_logits(semantic, 2, torch.tensor([3]), boxes, mask, with_unknown=False)
     assert no_unknown.shape == (3, 6, 6)
+
+
+def test_thing_logits_and_mask_logits_cover_the_same_box() -> None:
+    """A box whose far corner has a fraction >= .5: the thing logit stops where the pasted mask logits
+    stop (x0..int(x1)), so no strip of the box carries the thing logit without the mask logit."""
+    semantic = torch.ones(3, 8, 8)
+    boxes = torch.tensor([[1.0, 2.0, 4.6, 5.7]])
+    cropped = logits_in_boxes(semantic, torch.tensor([2]), boxes)[0]
+    pasted = paste_logits_in_boxes(torch.ones(1, 28, 28), boxes, (8, 8))[0]
+    assert torch.equal(cropped != 0, pasted != 0)
+    assert cropped[2:6, 1:5].eq(1).all() and cropped.sum() == 16
 
 
 def test_panoptic_targets_send_unexplained_things_to_unknown() -> None:
