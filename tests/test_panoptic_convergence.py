@@ -3,7 +3,8 @@
 schedule the panoptic head beats the heuristic merge scored on the same trained network (``val/panoptic/PQ``
 against ``val/heuristic/PQ``, both logged at every validation).
 
-Measured (2 cores, fit 1435 s; 1000 steps of 4 images, learning rate /10 at 760 and 920):
+Measured (2 cores; the whole fit 1409 s; the same numbers in two runs; 1000 steps of 4 images, learning rate
+/10 at 760 and 920):
 
 | step | panoptic head PQ (things / stuff) | heuristic merge PQ (things / stuff) |
 |---|---|---|
@@ -13,13 +14,13 @@ Measured (2 cores, fit 1435 s; 1000 steps of 4 images, learning rate /10 at 760 
 | 875 | 0.888 (0.864 / 0.912) | 0.883 (0.854 / 0.912) |
 | 1000 | **0.891** (0.872 / 0.911) | 0.889 (0.868 / 0.910) |
 
-PQ first passes 0.5 at step 250. The head trails while the learning rate is high and leads after its first
-drop; the lead is small (+0.002 at the end, from things: RQ 0.941 vs 0.937, SQ 0.927 vs 0.926). On the same
-checkpoint, "unknown" is worth +0.004 (0.887 without it), and the official ``SegTerm``'s one-pixel-wider
-crop (``models/panoptic_head.logits_in_boxes``) would give 0.888, behind the heuristic. The earlier
-250-step schedule ended with the head behind (0.749 vs 0.773): there the semantic head's coarse
-(stride-4) thing logits blur the instances' pointed shapes (stars, triangles) more than the heuristic's
-mask-only boundaries.
+PQ first passes 0.5 at step 250, 362 s after the start. The head trails while the learning rate is high
+and leads after its first drop; the lead is small (+0.002 at the end, from things: RQ 0.941 vs 0.937, SQ
+0.927 vs 0.926). On the same checkpoint, "unknown" is worth +0.004 (0.887 without it), and the official
+``SegTerm``'s one-pixel-wider crop (``models/panoptic_head.logits_in_boxes``) would give 0.888, behind the
+heuristic. The earlier 250-step schedule ended with the head behind (0.749 vs 0.773): there the semantic
+head's coarse (stride-4) thing logits blur the instances' pointed shapes (stars, triangles) more than the
+heuristic's mask-only boundaries.
 """
 
 from __future__ import annotations
