@@ -395,7 +395,8 @@ def test_pixel_runs_count_as_unique_does() -> None:
     blocks_pred = torch.roll(blocks_gt, 5) + 10
     for gt, pred in ((noise_gt, noise_pred), (blocks_gt, blocks_pred)):
         base = int(pred.max()) + 1
-        keys, lengths = _pixel_runs(gt, pred, base)
+        run_gt, run_pred, lengths = _pixel_runs(gt, pred)
+        keys = run_gt * base + run_pred
         unique, counts = torch.unique(gt.reshape(-1) * base + pred.reshape(-1), return_counts=True)
         totals = torch.zeros(int(unique.max()) + 1, dtype=torch.int64).index_add_(0, keys, lengths)
         assert torch.equal(totals[unique], counts)
