@@ -26,7 +26,7 @@ from torch import Tensor
 from torchvision.ops import nms
 
 from datamodules.batch import IGNORE_INDEX
-from models.paste_masks import paste_in_integer_boxes
+from models.paste_masks import clipped_integer_box, paste_in_integer_boxes
 
 
 def paste_logits_in_boxes(logits: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
@@ -38,16 +38,16 @@ def paste_logits_in_boxes(logits: Tensor, boxes: Tensor, size: tuple[int, int]) 
 def logits_in_boxes(semantic_logits: Tensor, classes: Tensor, boxes: Tensor) -> Tensor:
     """(K_sem, H, W) semantic logits -> (K, H, W): instance k's class channel inside its box, zero outside.
 
-    The box is the pasted mask logits' own (corners truncated, x0..x1 inclusive), as the paper crops both
-    terms to one box B_i (Sec. 3.3). The official ``SegTerm`` reaches one row and column further
-    (``round(x1)``) than its ``MaskTerm`` whenever x1's fraction is >= .5; on that strip an instance gets its
-    thing logit without its mask logit, and claims 1-pixel lines of whatever the semantic head calls its
-    class there (seen on the synthetic world: things PQ -0.005, SQ -0.006 on one trained network)."""
-    height, width = semantic_logits.shape[-2:]
-    cropped = semantic_logits.new_zeros((len(classes), height, width))
-    for k, ((x0, y0, x1, y1), c) in enumerate(zip(boxes.tolist(), classes.tolist(), strict=True)):
-        top, left = max(int(y0), 0), max(int(x0), 0)
-        bottom, right = min(int(y1) + 1, height), min(int(x1) + 1, width)
+    The box is the pasted mask logits' own (``clipped_integer_box``: corners truncated, x0..x1 inclusive),
+    as the paper crops both terms to one box B_i (Sec. 3.3). The official ``SegTerm`` reaches one row and
+    column further (``round(x1)``) than its ``MaskTerm`` whenever x1's fraction is >= .5; on that strip an
+    instance gets its thing logit without its mask logit, and claims 1-pixel lines of whatever the semantic
+    head calls its class there (seen on the synthetic world: things PQ -0.005, SQ -0.006 on one trained
+    network)."""
+    image_shape = semantic_logits.shape[-2:]
+    cropped = semantic_logits.new_zeros((len(classes), *image_shape))
+    for k, (box, c) in enumerate(zip(boxes.to(torch.int64).tolist(), classes.tolist(), strict=True)):
+        top, bottom, left, right = clipped_integer_box(box, image_shape)
         cropped[k, top:bottom, left:right] = semantic_logits[c, top:bottom, left:right]
     return cropped
 

@@ -29,14 +29,23 @@ def paste_masks_in_image(
     return paste_in_integer_boxes(masks[:, 0], boxes, image_shape)[:, None]
 
 
+def clipped_integer_box(box: list[int], image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) slice bounds of an integer XYXY box (x0..x1 inclusive) inside an image of
+    ``image_shape`` (H, W); empty (top >= bottom or left >= right) when the box lies outside."""
+    x0, y0, x1, y1 = box
+    height, width = image_shape
+    return max(y0, 0), min(y1 + 1, height), max(x0, 0), min(x1 + 1, width)
+
+
 def paste_in_integer_boxes(values: Tensor, boxes: Tensor, image_shape: tuple[int, int]) -> Tensor:
     """(N, M, M) maps -> (N, H, W): each resized bilinearly to its box with corners truncated to integers
     (x0..x1 inclusive) and zero outside it; differentiable (UPSNet trains through its pasted mask logits)."""
     height, width = image_shape
     pasted = []
-    for value, (x0, y0, x1, y1) in zip(values, boxes.to(torch.int64).tolist(), strict=True):
+    for value, box in zip(values, boxes.to(torch.int64).tolist(), strict=True):
+        x0, y0, x1, y1 = box
         box_w, box_h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
-        top, bottom, left, right = max(y0, 0), min(y1 + 1, height), max(x0, 0), min(x1 + 1, width)
+        top, bottom, left, right = clipped_integer_box(box, image_shape)
         if top >= bottom or left >= right:
             pasted.append(values.new_zeros((height, width)))
             continue
